@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <strings.h>
 
 struct vg_hash_ctx {
@@ -23,22 +24,27 @@ static const struct {
         [VG_HASH_SHA512] = { "sha512", 64, 0x000D },
 };
 
-/* EVP_MD fetches are not free; look each one up once (the table is immutable afterwards,
- * and OpenSSL's own fetch is thread-safe). */
+/* OpenSSL 3 resolves EVP_sha256() and friends on every use ("implicit fetch"), which costs
+ * more than hashing a 64-byte IMA template. Fetch each digest once per process instead: the
+ * table is written exactly once, under pthread_once, and only read afterwards. */
+static EVP_MD *fetched[VG_HASH_ALG_COUNT];
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_all(void)
+{
+        static const char *const names[VG_HASH_ALG_COUNT] = { "SHA1", "SHA256", "SHA384",
+                                                              "SHA512" };
+
+        for (int i = 0; i < VG_HASH_ALG_COUNT; i++)
+                fetched[i] = EVP_MD_fetch(NULL, names[i], NULL);
+}
+
 static const EVP_MD *evp_md(enum vg_hash_alg alg)
 {
-        switch (alg) {
-        case VG_HASH_SHA1:
-                return EVP_sha1();
-        case VG_HASH_SHA256:
-                return EVP_sha256();
-        case VG_HASH_SHA384:
-                return EVP_sha384();
-        case VG_HASH_SHA512:
-                return EVP_sha512();
-        default:
+        if ((unsigned)alg >= VG_HASH_ALG_COUNT)
                 return NULL;
-        }
+        pthread_once(&fetch_once, fetch_all);
+        return fetched[alg];
 }
 
 int vg_hash_alg_from_name(const char *name, enum vg_hash_alg *out)
