@@ -1,6 +1,7 @@
 /* vigil: the backend-neutral half of the store: database_url parsing, transaction state,
  * parameter bookkeeping, retries and schema migrations, on top of a backend's vg_store_ops. */
 #include "store.h"
+#include "store_backend.h"
 #include "log.h"
 
 #include <ctype.h>

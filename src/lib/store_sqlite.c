@@ -1,6 +1,7 @@
 /* vigil: the SQLite backend of the store: one file, WAL journal, foreign keys on, $N parameters
  * bound by name, and errors that name the file and the statement. */
 #include "store.h"
+#include "store_backend.h"
 #include "log.h"
 
 #include <ctype.h>
