@@ -1356,7 +1356,6 @@ int vg_swtpm_start(const struct vg_swtpm_opts *opts, struct vg_swtpm **out, stru
 int vg_swtpm_attach(const char *dir, struct vg_swtpm **out, struct vg_error *err)
 {
         _cleanup_swtpm_ struct vg_swtpm *tpm = NULL;
-        _cleanup_free_ char *info = NULL;
         char real[PATH_MAX], ek[32] = "";
         FILE *f;
         pid_t pid = 0;
