@@ -57,24 +57,24 @@ int main(int argc, char **argv)
                 snprintf(cert, sizeof(cert), "%s/server-cert.crt", tls_dir);
                 snprintf(key, sizeof(key), "%s/server-private.pem", tls_dir);
                 snprintf(ca, sizeof(ca), "%s/cacert.crt", tls_dir);
-                ctx = vg_tls_server_ctx_new(&(struct vg_tls_server_config){
-                                                    .cert_file = cert, .key_file = key,
-                                                    .client_auth = mtls ? VG_TLS_CLIENT_AUTH_REQUIRED
-                                                                        : VG_TLS_CLIENT_AUTH_NONE,
-                                                    .client_ca_file = ca },
-                                            &err);
+                ctx = vg_tls_server_ctx_new(
+                    &(struct vg_tls_server_config){
+                        .cert_file = cert,
+                        .key_file = key,
+                        .client_auth = mtls ? VG_TLS_CLIENT_AUTH_REQUIRED : VG_TLS_CLIENT_AUTH_NONE,
+                        .client_ca_file = ca },
+                    &err);
                 if (!ctx) {
                         fprintf(stderr, "bench_http: %s\n", vg_error_str(&err));
                         return 1;
                 }
         }
         struct vg_http_server *srv;
-        if (vg_http_server_new(base,
-                               &(struct vg_http_server_config){ .address = "127.0.0.1",
-                                                                .port = (uint16_t)port,
-                                                                .tls = ctx,
-                                                                .name = "bench" },
-                               &srv, &err) < 0) {
+        if (vg_http_server_new(
+                base,
+                &(struct vg_http_server_config){
+                    .address = "127.0.0.1", .port = (uint16_t)port, .tls = ctx, .name = "bench" },
+                &srv, &err) < 0) {
                 fprintf(stderr, "bench_http: %s\n", vg_error_str(&err));
                 return 1;
         }

@@ -129,8 +129,8 @@ static void copy_file(const char *from, const char *to)
 
 static void test_parsers(void)
 {
-        static const char *const good_sans[] = { "IP:1.2.3.4", "IP:::1",     "ip:fe80::1",
-                                                 "DNS:a.example", "dns:host", "10.1.2.3",
+        static const char *const good_sans[] = { "IP:1.2.3.4",     "IP:::1",       "ip:fe80::1",
+                                                 "DNS:a.example",  "dns:host",     "10.1.2.3",
                                                  "node-1.example", "*.example.com" };
         static const struct {
                 const char *san, *why;
@@ -163,8 +163,8 @@ static void test_parsers(void)
                        good_sans[i]);
         for (size_t i = 0; i < VG_ARRAY_SIZE(bad_sans); i++) {
                 err = (struct vg_error){ 0 };
-                is_int(vg_ca_san_validate(bad_sans[i].san, &err), -EINVAL,
-                       "SAN '%s' is refused", bad_sans[i].san);
+                is_int(vg_ca_san_validate(bad_sans[i].san, &err), -EINVAL, "SAN '%s' is refused",
+                       bad_sans[i].san);
                 contains(err.msg, bad_sans[i].why, "  with a message saying why");
         }
 
@@ -186,8 +186,8 @@ static void test_init_layout(const char *base)
                 const char *name;
                 int mode;
         } files[] = {
-                { "cacert.crt", 0644 },      { "ca-private.pem", 0600 },
-                { "cacrl.pem", 0644 },       { "server-cert.crt", 0644 },
+                { "cacert.crt", 0644 },         { "ca-private.pem", 0600 },
+                { "cacrl.pem", 0644 },          { "server-cert.crt", 0644 },
                 { "server-private.pem", 0600 }, { "client-cert.crt", 0644 },
                 { "client-private.pem", 0600 },
         };
@@ -216,15 +216,17 @@ static void test_init_layout(const char *base)
         }
         is_int(hidden_files(dir), 0, "no temporary files are left behind");
 
-        is_int(verify(ca, "sslserver", srv), 0, "openssl verify -purpose sslserver accepts "
-                                                "server-cert.crt");
-        is_int(verify(ca, "sslclient", cli), 0, "openssl verify -purpose sslclient accepts "
-                                                "client-cert.crt");
+        is_int(verify(ca, "sslserver", srv), 0,
+               "openssl verify -purpose sslserver accepts "
+               "server-cert.crt");
+        is_int(verify(ca, "sslclient", cli), 0,
+               "openssl verify -purpose sslclient accepts "
+               "client-cert.crt");
         ok(verify(ca, "sslserver", cli) != 0, "a client certificate is not a server's");
         ok(verify(ca, "sslclient", srv) != 0, "a server certificate is not a client's");
-        is_int(run(NULL, "openssl", "verify", "-crl_check", "-CRLfile", crl, "-CAfile", ca, srv,
-                   NULL),
-               0, "openssl verify -crl_check with cacrl.pem accepts the server certificate");
+        is_int(
+            run(NULL, "openssl", "verify", "-crl_check", "-CRLfile", crl, "-CAfile", ca, srv, NULL),
+            0, "openssl verify -crl_check with cacrl.pem accepts the server certificate");
         is_int(run(&crl_out, "openssl", "crl", "-noout", "-text", "-in", crl, "-CAfile", ca, NULL),
                0, "openssl crl reads cacrl.pem");
         contains(crl_out, "verify OK", "  and verifies its signature with the CA");
@@ -245,8 +247,9 @@ static void test_init_layout(const char *base)
                 id = id ? id + strspn(id, " \n") : NULL;
                 if (id)
                         id[strcspn(id, "\n")] = '\0';
-                ok(id && *id && strstr(aki, id), "server: authorityKeyIdentifier is the CA's "
-                                                 "key identifier %s",
+                ok(id && *id && strstr(aki, id),
+                   "server: authorityKeyIdentifier is the CA's "
+                   "key identifier %s",
                    id ? id : "(none)");
         }
 
@@ -383,8 +386,9 @@ static void test_issue(const char *base)
                 return;
         is_ok(vg_ca_issue(loaded, &ip, &c, &err), err, "vg_ca_issue: a server certificate");
         is_ok(vg_ca_issued_save(c, dir, "node", NULL, &err), err, "  saved as node");
-        is_int(verify(ca_path, "sslserver", node), 0, "openssl verify -purpose sslserver "
-                                                      "accepts it");
+        is_int(verify(ca_path, "sslserver", node), 0,
+               "openssl verify -purpose sslserver "
+               "accepts it");
         ext = x509(node, "-ext", "subjectAltName");
         contains(ext, "IP Address:10.1.2.3, DNS:node.example", "exactly the SANs asked for");
         ok(ext && !strstr(ext, "localhost"), "  and not the defaults");
@@ -406,14 +410,16 @@ static void test_issue(const char *base)
         is_str(after, before, "  and the file is unchanged");
 
         /* A client certificate in another directory; its key type follows the request. */
-        ip = (struct vg_ca_issue_params){ .usage = VG_CA_CLIENT, .cn = "admin",
+        ip = (struct vg_ca_issue_params){ .usage = VG_CA_CLIENT,
+                                          .cn = "admin",
                                           .key_type = VG_CA_KEY_RSA2048 };
         is_int(vg_ca_issue(loaded, &ip, &c2, &err), 0, "vg_ca_issue: an RSA client certificate");
         is_ok(vg_ca_issued_save(c2, out_dir, "admin", NULL, &err), err,
               "  saved to another directory");
         is_int(file_mode(out_dir), 0700, "  which is created 0700");
-        is_int(verify(ca_path, "sslclient", admin), 0, "openssl verify -purpose sslclient "
-                                                       "accepts it");
+        is_int(verify(ca_path, "sslclient", admin), 0,
+               "openssl verify -purpose sslclient "
+               "accepts it");
         ok(key_matches(admin, admin_key, NULL), "  with its key");
 
         /* Never past the CA's expiry; with AUTO the key follows the CA's type. */
@@ -448,7 +454,8 @@ static void test_load_errors(const char *base)
         _cleanup_(vg_ca_freep) struct vg_ca *expired = NULL;
         struct vg_ca_init_params p = { .key_type = VG_CA_KEY_EC_P256 };
         struct vg_ca_params old_p = { .key_type = VG_CA_KEY_EC_P256,
-                                      .not_before = time(NULL) - 20 * DAY, .days = 10 };
+                                      .not_before = time(NULL) - 20 * DAY,
+                                      .days = 10 };
         struct vg_error err = { 0 };
 
         if (vg_ca_init(good, &p, &err) < 0 || vg_ca_init(other, &p, &err) < 0 ||
@@ -517,8 +524,9 @@ static void test_listing(const char *base)
         _cleanup_(vg_ca_issued_freep) struct vg_ca_issued *c = NULL;
         _cleanup_(vg_ca_listing_clear) struct vg_ca_listing l = { 0 };
         struct vg_ca_init_params p = { .key_type = VG_CA_KEY_EC_P256 };
-        struct vg_ca_issue_params ip = { .usage = VG_CA_CLIENT, .cn = "old",
-                                         .not_before = time(NULL) - 20 * DAY, .days = 10 };
+        struct vg_ca_issue_params ip = {
+                .usage = VG_CA_CLIENT, .cn = "old", .not_before = time(NULL) - 20 * DAY, .days = 10
+        };
         struct vg_error err = { 0 };
         const char *want[] = { "client", "junk", "old", "server", "stranger" };
 
@@ -549,32 +557,32 @@ static void test_listing(const char *base)
 /* Encrypted keys, and a second TLS stack as the oracle: python3's ssl module loads the
  * encrypted keys and completes a mutual-TLS handshake with host name checking. */
 static const char handshake_py[] =
-        "import ssl, socket, sys, threading\n"
-        "d, pw, host = sys.argv[1], sys.argv[2], sys.argv[3]\n"
-        "srv = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
-        "srv.load_cert_chain(d + '/server-cert.crt', d + '/server-private.pem', password=pw)\n"
-        "srv.load_verify_locations(d + '/cacert.crt')\n"
-        "srv.verify_mode = ssl.CERT_REQUIRED\n"
-        "cli = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
-        "cli.load_cert_chain(d + '/client-cert.crt', d + '/client-private.pem', password=pw)\n"
-        "cli.load_verify_locations(d + '/cacert.crt')\n"
-        "ls = socket.socket(); ls.bind(('127.0.0.1', 0)); ls.listen(1)\n"
-        "peer = {}\n"
-        "def serve():\n"
-        "    c, _ = ls.accept()\n"
-        "    try:\n"
-        "        with srv.wrap_socket(c, server_side=True) as s:\n"
-        "            peer['cn'] = dict(x[0] for x in s.getpeercert()['subject'])['commonName']\n"
-        "            s.sendall(b'hello')\n"
-        "    except Exception as e:\n"
-        "        peer['err'] = str(e)\n"
-        "t = threading.Thread(target=serve); t.start()\n"
-        "with socket.create_connection(ls.getsockname()) as c:\n"
-        "    with cli.wrap_socket(c, server_hostname=host) as s:\n"
-        "        data = s.recv(5)\n"
-        "t.join()\n"
-        "print('server saw client', peer.get('cn'), peer.get('err', ''))\n"
-        "print('client got', data.decode())\n";
+    "import ssl, socket, sys, threading\n"
+    "d, pw, host = sys.argv[1], sys.argv[2], sys.argv[3]\n"
+    "srv = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "srv.load_cert_chain(d + '/server-cert.crt', d + '/server-private.pem', password=pw)\n"
+    "srv.load_verify_locations(d + '/cacert.crt')\n"
+    "srv.verify_mode = ssl.CERT_REQUIRED\n"
+    "cli = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n"
+    "cli.load_cert_chain(d + '/client-cert.crt', d + '/client-private.pem', password=pw)\n"
+    "cli.load_verify_locations(d + '/cacert.crt')\n"
+    "ls = socket.socket(); ls.bind(('127.0.0.1', 0)); ls.listen(1)\n"
+    "peer = {}\n"
+    "def serve():\n"
+    "    c, _ = ls.accept()\n"
+    "    try:\n"
+    "        with srv.wrap_socket(c, server_side=True) as s:\n"
+    "            peer['cn'] = dict(x[0] for x in s.getpeercert()['subject'])['commonName']\n"
+    "            s.sendall(b'hello')\n"
+    "    except Exception as e:\n"
+    "        peer['err'] = str(e)\n"
+    "t = threading.Thread(target=serve); t.start()\n"
+    "with socket.create_connection(ls.getsockname()) as c:\n"
+    "    with cli.wrap_socket(c, server_hostname=host) as s:\n"
+    "        data = s.recv(5)\n"
+    "t.join()\n"
+    "print('server saw client', peer.get('cn'), peer.get('err', ''))\n"
+    "print('client got', data.decode())\n";
 
 static void test_password(const char *base)
 {
@@ -610,8 +618,7 @@ static void test_password(const char *base)
         contains(out, "client got hello", "  the client authenticated the server");
         free(out);
         out = NULL;
-        ok(run(&out, "python3", "-c", handshake_py, dir, "s3cret", "elsewhere.example", NULL) !=
-                   0,
+        ok(run(&out, "python3", "-c", handshake_py, dir, "s3cret", "elsewhere.example", NULL) != 0,
            "python3 ssl: a host name not in the SANs is refused");
         contains(out, "match", "  as a host name mismatch");
 }

@@ -223,27 +223,33 @@ static void test_usage_errors(const struct ctx *c)
                 const char *want, *hint;
         } cases[] = {
                 { { "ca" }, "Usage: vigil ca VERB", NULL },
-                { { "ca", "frob" }, "unknown verb 'frob'; expected init, issue or show",
+                { { "ca", "frob" },
+                  "unknown verb 'frob'; expected init, issue or show",
                   "Try 'vigil ca --help'." },
                 { { "ca", "--frob" },
                   "expected a verb (init, issue or show) first, found the option '--frob'",
                   "Try 'vigil ca --help'." },
-                { { "ca", "init" }, "vigil ca init: expected a directory, found none",
+                { { "ca", "init" },
+                  "vigil ca init: expected a directory, found none",
                   "Try 'vigil ca init --help'." },
                 { { "ca", "init", d, "--key-type", "dsa" },
                   "--key-type: expected a key type rsa:2048, rsa:3072, rsa:4096, ec:P-256 or "
                   "ec:P-384, found 'dsa'",
                   "Try 'vigil ca init --help'." },
                 { { "ca", "init", d, "--days", "ten" },
-                  "--days: expected a whole number of days from 1 to 36500, found 'ten'", NULL },
+                  "--days: expected a whole number of days from 1 to 36500, found 'ten'",
+                  NULL },
                 { { "ca", "init", d, "--days=99999" }, "found '99999'", NULL },
                 { { "ca", "init", d, "--days", "-5" }, "found '-5'", NULL },
-                { { "ca", "init", d, "--bogus" }, "unknown option '--bogus'",
+                { { "ca", "init", d, "--bogus" },
+                  "unknown option '--bogus'",
                   "Try 'vigil ca init --help'." },
                 { { "ca", "init", d, "-x" }, "unknown option '-x'", NULL },
                 { { "ca", "init", d, "--days" },
-                  "option --days: expected a value, found the end of the command line", NULL },
-                { { "ca", "init", d, "--force=yes" }, "option --force takes no value, found 'yes'",
+                  "option --days: expected a value, found the end of the command line",
+                  NULL },
+                { { "ca", "init", d, "--force=yes" },
+                  "option --force takes no value, found 'yes'",
                   NULL },
                 { { "ca", "init", d, d2 }, "expected one directory, found", NULL },
                 { { "ca", "init", d, "--san", "URI:x" },
@@ -251,24 +257,32 @@ static void test_usage_errors(const struct ctx *c)
                   "type 'URI'",
                   NULL },
                 { { "ca", "init", d, "--san", "IP:300.1.1.1" },
-                  "expected an IPv4 or IPv6 address after IP:, found '300.1.1.1'", NULL },
-                { { "ca", "init", d, "--san", "IP:1.2.3.4,,DNS:x" }, "found an empty entry",
+                  "expected an IPv4 or IPv6 address after IP:, found '300.1.1.1'",
                   NULL },
+                { { "ca", "init", d, "--san", "IP:1.2.3.4,,DNS:x" }, "found an empty entry", NULL },
                 { { "ca", "init", d, "--days", "10", "--cert-days", "20" },
-                  "--cert-days: expected at most the CA's --days (10), found 20", NULL },
-                { { "ca", "issue", d, "--server" }, "expected --name NAME, found none",
+                  "--cert-days: expected at most the CA's --days (10), found 20",
+                  NULL },
+                { { "ca", "issue", d, "--server" },
+                  "expected --name NAME, found none",
                   "Try 'vigil ca issue --help'." },
                 { { "ca", "issue", d, "--name", "a" },
-                  "expected one of --server or --client, found neither", NULL },
+                  "expected one of --server or --client, found neither",
+                  NULL },
                 { { "ca", "issue", d, "--name", "a", "--server", "--client" },
-                  "expected one of --server or --client, found both", NULL },
+                  "expected one of --server or --client, found both",
+                  NULL },
                 { { "ca", "issue", d, "--name", "ca", "--client" },
-                  "certificate name 'ca' is reserved", NULL },
+                  "certificate name 'ca' is reserved",
+                  NULL },
                 { { "ca", "issue", d, "--name", "../x", "--client" },
-                  "expected a letter or digit first, found '.'", NULL },
+                  "expected a letter or digit first, found '.'",
+                  NULL },
                 { { "ca", "issue", "--name", "a", "--client" },
-                  "expected the CA directory, found none", NULL },
-                { { "ca", "show" }, "vigil ca show: expected a directory, found none",
+                  "expected the CA directory, found none",
+                  NULL },
+                { { "ca", "show" },
+                  "vigil ca show: expected a directory, found none",
                   "Try 'vigil ca show --help'." },
                 { { "ca", "show", d, "--long" }, "unknown option '--long'", NULL },
                 { { "frob" }, "unknown command 'frob'", NULL },
@@ -284,8 +298,8 @@ static void test_usage_errors(const struct ctx *c)
                         argv[k + 1] = cases[i].argv[k];
                         snprintf(line + strlen(line), sizeof(line) - strlen(line), " %s",
                                  strncmp(cases[i].argv[k], c->base, strlen(c->base))
-                                         ? cases[i].argv[k]
-                                         : "DIR");
+                                     ? cases[i].argv[k]
+                                     : "DIR");
                 }
                 is_int(run_io(argv, NULL, &out), 2, "'%s' exits 2", line);
                 contains(out, cases[i].want, "  saying what was wrong");
@@ -301,8 +315,8 @@ static void test_init(const struct ctx *c, const char *dir)
                 const char *name;
                 int mode;
         } files[] = {
-                { "cacert.crt", 0644 },      { "ca-private.pem", 0600 },
-                { "cacrl.pem", 0644 },       { "server-cert.crt", 0644 },
+                { "cacert.crt", 0644 },         { "ca-private.pem", 0600 },
+                { "cacrl.pem", 0644 },          { "server-cert.crt", 0644 },
                 { "server-private.pem", 0600 }, { "client-cert.crt", 0644 },
                 { "client-private.pem", 0600 },
         };
@@ -330,9 +344,9 @@ static void test_init(const struct ctx *c, const char *dir)
         is_int(verify(ca, "sslclient", cli), 0, "openssl verify -purpose sslclient: client ok");
         ok(verify(ca, "sslserver", cli) != 0, "the client certificate is no server's");
         ok(verify(ca, "sslclient", srv) != 0, "the server certificate is no client's");
-        is_int(run(NULL, "openssl", "verify", "-crl_check", "-CRLfile", crl, "-CAfile", ca, cli,
-                   NULL),
-               0, "openssl verify -crl_check with DIR/cacrl.pem: client ok");
+        is_int(
+            run(NULL, "openssl", "verify", "-crl_check", "-CRLfile", crl, "-CAfile", ca, cli, NULL),
+            0, "openssl verify -crl_check with DIR/cacrl.pem: client ok");
         ok(key_matches(srv, srv_key, NULL), "server-private.pem matches server-cert.crt");
         ok(key_matches(cli, cli_key, NULL), "client-private.pem matches client-cert.crt");
         ext = x509(srv, "-ext", "subjectAltName,extendedKeyUsage");
@@ -565,8 +579,8 @@ static void test_password(const struct ctx *c)
         contains(out, "ca-private.pem: the key is encrypted; expected a password",
                  "  saying a password is needed");
         free(out);
-        is_int(vigil(c, &out, "ca", "issue", dir, "--name", "n", "--client", "--password-file",
-                     pw, NULL),
+        is_int(vigil(c, &out, "ca", "issue", dir, "--name", "n", "--client", "--password-file", pw,
+                     NULL),
                0, "ca issue --password-file exits 0");
         ok(key_matches(n_cert, n_key, passin), "  and its new key is encrypted the same way");
         free(out);
@@ -578,8 +592,7 @@ static void test_password(const struct ctx *c)
         is_int(vigil(c, &out, "ca", "issue", dir, "--name", "m", "--client", "--password-file",
                      empty_pw, NULL),
                1, "an empty password file exits 1");
-        contains(out, "expected a password on the first line, found an empty line",
-                 "  saying so");
+        contains(out, "expected a password on the first line, found an empty line", "  saying so");
 }
 
 /* --- a real mutual-TLS handshake: openssl s_server and s_client on 127.0.0.1 ------------ */
@@ -590,8 +603,7 @@ struct server {
         int port;
 };
 
-static bool start_server(const struct ctx *c, const char *dir, const char *ca_dir,
-                         struct server *s)
+static bool start_server(const struct ctx *c, const char *dir, const char *ca_dir, struct server *s)
 {
         _cleanup_free_ char *cafile = pathf("%s/cacert.crt", ca_dir);
         _cleanup_free_ char *cert = pathf("%s/server-cert.crt", dir);
@@ -662,8 +674,10 @@ static int s_client(const struct ctx *c, const struct server *s, const char *ca_
         _cleanup_free_ char *req = pathf("%s/request", c->base);
         char connect[64];
         const char *argv[MAX_ARGS] = {
-                "timeout", "20", "openssl", "s_client", "-connect", connect, "-CAfile", cafile,
-                "-verify_return_error", "-verify_hostname", "localhost", "-ign_eof",
+                "timeout",          "20",        "openssl",
+                "s_client",         "-connect",  connect,
+                "-CAfile",          cafile,      "-verify_return_error",
+                "-verify_hostname", "localhost", "-ign_eof",
         };
         size_t n = 12;
 
@@ -698,8 +712,9 @@ static void test_mtls(const struct ctx *c, const char *dir, const char *other)
         }
         is_int(s_client(c, &s, dir, cli, cli_key, &out), 0,
                "mTLS: s_client with client-cert.crt connects to s_server with server-cert.crt");
-        contains(out, "Verify return code: 0 (ok)", "  the client verified the server as "
-                                                    "localhost");
+        contains(out, "Verify return code: 0 (ok)",
+                 "  the client verified the server as "
+                 "localhost");
         contains(out, "HTTP/1.0 200 ok", "  and the server accepted the client certificate");
         free(out);
         is_int(s_client(c, &s, dir, admin, admin_key, &out), 0,

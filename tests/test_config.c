@@ -87,8 +87,8 @@ static void capture_start(struct capture *c)
         c->f = open_memstream(&c->text, &c->len);
         if (!c->f)
                 tap_bail("open_memstream failed");
-        vg_log_setup(&(struct vg_log_config){ .component = "test", .level = VG_LOG_INFO,
-                                              .out = c->f });
+        vg_log_setup(
+            &(struct vg_log_config){ .component = "test", .level = VG_LOG_INFO, .out = c->f });
 }
 
 static char *capture_end(struct capture *c)
@@ -172,7 +172,7 @@ static void test_defaults(void)
 {
         _cleanup_free_ char *dir = tap_tmpdir();
         _cleanup_(vg_config_freep) struct vg_config *cfg =
-                load_ok(&(struct load){ .conf_dir = dir }, "no files at all");
+            load_ok(&(struct load){ .conf_dir = dir }, "no files at all");
 
         if (!cfg)
                 return;
@@ -197,10 +197,10 @@ static void test_keylime_dropin(void)
         /* The Keylime guide's example, as it would sit in our drop-in directory. */
         _cleanup_free_ char *path = put(dir, "agent.conf.d/00-registrar-ip.conf",
                                         "[agent]\n\nregistrar_ip = \"192.0.2.10\"\n");
-        _cleanup_free_ char *path2 = put(dir, "agent.conf.d/10-same.conf",
-                                         "[agent]\nregistrar_ip = \"127.0.0.1\"\n");
+        _cleanup_free_ char *path2 =
+            put(dir, "agent.conf.d/10-same.conf", "[agent]\nregistrar_ip = \"127.0.0.1\"\n");
         _cleanup_(vg_config_freep) struct vg_config *cfg =
-                load_ok(&(struct load){ .conf_dir = dir }, "Keylime guide drop-in");
+            load_ok(&(struct load){ .conf_dir = dir }, "Keylime guide drop-in");
         _cleanup_free_ char *src = fmt("%s:2", path2);
 
         if (!cfg)
@@ -210,7 +210,7 @@ static void test_keylime_dropin(void)
         unlink(path2);
 
         _cleanup_(vg_config_freep) struct vg_config *cfg2 =
-                load_ok(&(struct load){ .conf_dir = dir }, "Keylime guide drop-in alone");
+            load_ok(&(struct load){ .conf_dir = dir }, "Keylime guide drop-in alone");
         _cleanup_free_ char *src2 = fmt("%s:3", path);
         is_str(cfg2 ? vg_config_string(cfg2, "registrar_ip") : NULL, "192.0.2.10",
                "registrar_ip from the guide's drop-in");
@@ -221,14 +221,14 @@ static void test_precedence(void)
 {
         _cleanup_free_ char *dir = tap_tmpdir();
         _cleanup_free_ char *main_file =
-                put(dir, "agent.conf",
-                    "# main\n[agent]\nip = \"10.0.0.1\"\nport = 1000\ntcti = \"main\"\n");
-        _cleanup_free_ char *a = put(dir, "agent.conf.d/10-a.conf",
-                                     "[agent]\nport = 2000\nregistrar_port = 111\n");
+            put(dir, "agent.conf",
+                "# main\n[agent]\nip = \"10.0.0.1\"\nport = 1000\ntcti = \"main\"\n");
+        _cleanup_free_ char *a =
+            put(dir, "agent.conf.d/10-a.conf", "[agent]\nport = 2000\nregistrar_port = 111\n");
         _cleanup_free_ char *b = put(dir, "agent.conf.d/20-b.conf", "[agent]\n\nport = 3000\n");
         char *env[] = { "VIGIL_AGENT_TCTI=swtpm:host=127.0.0.1,port=2321", NULL };
         _cleanup_(vg_config_freep) struct vg_config *cfg =
-                load_ok(&(struct load){ .conf_dir = dir, .env = env }, "all layers");
+            load_ok(&(struct load){ .conf_dir = dir, .env = env }, "all layers");
         _cleanup_free_ char *ip_src = fmt("%s:3", main_file);
         _cleanup_free_ char *rp_src = fmt("%s:3", a);
         _cleanup_free_ char *port_src = fmt("%s:3", b);
@@ -249,7 +249,7 @@ static void test_precedence(void)
 
         char *env2[] = { "VIGIL_AGENT_PORT=4000", NULL };
         _cleanup_(vg_config_freep) struct vg_config *cfg2 =
-                load_ok(&(struct load){ .conf_dir = dir, .env = env2 }, "environment on top");
+            load_ok(&(struct load){ .conf_dir = dir, .env = env2 }, "environment on top");
         is_int(cfg2 ? vg_config_integer(cfg2, "port") : 0, 4000, "environment beats drop-ins");
         is_str(cfg2 ? vg_config_source(cfg2, "port") : NULL, "environment VIGIL_AGENT_PORT",
                "source: environment");
@@ -277,7 +277,7 @@ static void test_dropin_order(void)
         put_only(dir, "agent.conf.d/50.CONF", "port = oops\n");
         put_only(dir, "agent.conf.d/.conf", "port = oops\n");
         _cleanup_(vg_config_freep) struct vg_config *cfg =
-                load_ok(&(struct load){ .conf_dir = dir }, "drop-ins with other files around");
+            load_ok(&(struct load){ .conf_dir = dir }, "drop-ins with other files around");
         _cleanup_free_ char *src = fmt("%s:2", d9);
 
         if (!cfg)
@@ -339,14 +339,14 @@ static void test_main_file_choice(void)
         is_int(cfg ? vg_config_integer(cfg, "port") : 0, 4, "VIGIL_CONF_DIR picks the directory");
         vg_config_free(cfg);
 
-        cfg = load_ok(&(struct load){ .conf_dir = dir, .env = env2 },
-                      "conf_dir and VIGIL_CONF_DIR");
+        cfg =
+            load_ok(&(struct load){ .conf_dir = dir, .env = env2 }, "conf_dir and VIGIL_CONF_DIR");
         is_int(cfg ? vg_config_integer(cfg, "port") : 0, 1, "opts->conf_dir beats VIGIL_CONF_DIR");
         vg_config_free(cfg);
 
         _cleanup_free_ char *missing = path_join(other, "missing.conf");
-        _cleanup_free_ char *msg1 = fmt("cannot open %s (named by -c): No such file or directory",
-                                        missing);
+        _cleanup_free_ char *msg1 =
+            fmt("cannot open %s (named by -c): No such file or directory", missing);
         load_fails(&(struct load){ .conf_dir = dir, .file = missing }, -ENOENT, msg1,
                    "missing -c file");
 
@@ -383,7 +383,7 @@ static void test_environment(void)
 
         capture_start(&cap);
         _cleanup_(vg_config_freep) struct vg_config *cfg =
-                load_ok(&(struct load){ .conf_dir = dir, .env = env }, "environment of all types");
+            load_ok(&(struct load){ .conf_dir = dir, .env = env }, "environment of all types");
         _cleanup_free_ char *log = capture_end(&cap);
 
         if (!cfg)
@@ -400,8 +400,9 @@ static void test_environment(void)
         is_str(vg_config_string(cfg, "uuid"), "", "empty string is a value for a string");
         is_int(vg_config_integer(cfg, "port"), 9002,
                "lower-case name and longer name do not set port");
-        contains(log, "variable=VIGIL_AGENT_PORTX: environment variable names no agent option, "
-                      "ignored",
+        contains(log,
+                 "variable=VIGIL_AGENT_PORTX: environment variable names no agent option, "
+                 "ignored",
                  "misspelt variable warned about");
         ok(!strstr(log, "OTHER"), "variables without the prefix are not mentioned");
 
@@ -409,9 +410,9 @@ static void test_environment(void)
                 const char *text;
                 bool want;
         } bools[] = {
-                { "true", true },   { "TRUE", true },  { "yes", true },  { "Yes", true },
-                { "on", true },     { "ON", true },    { "1", true },    { "false", false },
-                { "False", false }, { "no", false },   { "NO", false },  { "off", false },
+                { "true", true },   { "TRUE", true }, { "yes", true }, { "Yes", true },
+                { "on", true },     { "ON", true },   { "1", true },   { "false", false },
+                { "False", false }, { "no", false },  { "NO", false }, { "off", false },
                 { "Off", false },   { "0", false },
         };
         for (size_t i = 0; i < VG_ARRAY_SIZE(bools); i++) {
@@ -489,8 +490,7 @@ static void test_environment_errors(void)
         env_fails("VIGIL_AGENT_TCTI=bad\xff",
                   "environment VIGIL_AGENT_TCTI: the value of 'tcti' is not valid UTF-8",
                   "invalid UTF-8");
-        env_fails("VIGIL_AGENT_TCTI=a\x01",
-                  NULL, "control characters are fine in a string value");
+        env_fails("VIGIL_AGENT_TCTI=a\x01", NULL, "control characters are fine in a string value");
 
         /* Bounds, from the environment and from a file. */
         env_fails("VIGIL_AGENT_PORT=70000",
@@ -579,8 +579,8 @@ static void test_file_errors(void)
 static void test_file_forms(void)
 {
         _cleanup_free_ char *dir = tap_tmpdir();
-        _cleanup_free_ char *main_file = put(
-                dir, "agent.conf",
+        _cleanup_free_ char *main_file =
+            put(dir, "agent.conf",
                 "[agent]\n"
                 "trusted_client_ca = [\"/etc/vigil/ca.crt\",\n  '/etc/vigil/tenant.crt',\n]\n"
                 "api_versions = \"2.1, 2.2 ,latest\"\n"
@@ -603,18 +603,18 @@ static void test_file_forms(void)
         vg_config_free(cfg);
 
         free(put(dir, "agent.conf",
-            "[agent]\n"
-            "trusted_client_ca = [\"/etc/vigil/ca.crt\",\n  '/etc/vigil/tenant.crt',\n]\n"
-            "api_versions = \"2.1, 2.2 ,latest\"\n"
-            "server_key = \"\"\n"
-            "data_dir = \"/srv/vigil\"\n"
-            "[cloud_agent]\n"
-            "port = 0x2332\n"
-            "[agent.sub]\n"
-            "port = 1\n"
-            "[verifier]\n"
-            "port = 8881\n"
-            "unknown_to_us = true\n"));
+                 "[agent]\n"
+                 "trusted_client_ca = [\"/etc/vigil/ca.crt\",\n  '/etc/vigil/tenant.crt',\n]\n"
+                 "api_versions = \"2.1, 2.2 ,latest\"\n"
+                 "server_key = \"\"\n"
+                 "data_dir = \"/srv/vigil\"\n"
+                 "[cloud_agent]\n"
+                 "port = 0x2332\n"
+                 "[agent.sub]\n"
+                 "port = 1\n"
+                 "[verifier]\n"
+                 "port = 8881\n"
+                 "unknown_to_us = true\n"));
         struct capture cap;
         capture_start(&cap);
         cfg = load_ok(&(struct load){ .conf_dir = dir }, "all value forms");
@@ -647,7 +647,7 @@ static void test_unknown_keys(void)
 
         capture_start(&cap);
         _cleanup_(vg_config_freep) struct vg_config *cfg =
-                load_ok(&(struct load){ .conf_dir = dir }, "unknown keys warn");
+            load_ok(&(struct load){ .conf_dir = dir }, "unknown keys warn");
         _cleanup_free_ char *log = capture_end(&cap);
         _cleanup_free_ char *w1 = fmt("file=%s line=3: unknown option 'registrar_prot' in [agent], "
                                       "ignored; did you mean 'registrar_port'?",
@@ -722,8 +722,8 @@ static void test_file_kinds(void)
         big[VG_CONFIG_MAX_FILE_SIZE] = '\n';
         big[VG_CONFIG_MAX_FILE_SIZE + 1] = '\0';
         free(put(d5, "agent.conf", big));
-        _cleanup_free_ char *m5 = fmt("%s is too large (1048577 bytes; the limit is 1 MiB)",
-                                      bigpath);
+        _cleanup_free_ char *m5 =
+            fmt("%s is too large (1048577 bytes; the limit is 1 MiB)", bigpath);
         load_fails(&(struct load){ .conf_dir = d5 }, -EFBIG, m5, "a file over 1 MiB");
 
         /* A NUL byte in a file (tap_write_file cannot write one). */
@@ -758,7 +758,7 @@ static void test_set(void)
 {
         _cleanup_free_ char *dir = tap_tmpdir();
         _cleanup_(vg_config_freep) struct vg_config *cfg =
-                load_ok(&(struct load){ .conf_dir = dir }, "for vg_config_set");
+            load_ok(&(struct load){ .conf_dir = dir }, "for vg_config_set");
         struct vg_error err = { 0 };
 
         if (!cfg)
@@ -816,7 +816,7 @@ static void test_dump(void)
                 NULL,
         };
         _cleanup_(vg_config_freep) struct vg_config *cfg =
-                load_ok(&(struct load){ .conf_dir = dir, .env = env }, "for dump");
+            load_ok(&(struct load){ .conf_dir = dir, .env = env }, "for dump");
 
         if (!cfg)
                 return;
@@ -843,8 +843,8 @@ static void test_dump(void)
         _cleanup_free_ char *d2 = tap_tmpdir();
         _cleanup_free_ char *again_path = put(d2, "dumped.conf", text);
         _cleanup_(vg_config_freep) struct vg_config *again =
-                load_ok(&(struct load){ .conf_dir = d2, .file = again_path, .strict = true },
-                        "the dump loads back, even with strict_unknown");
+            load_ok(&(struct load){ .conf_dir = d2, .file = again_path, .strict = true },
+                    "the dump loads back, even with strict_unknown");
         if (!again)
                 return;
         int differ = 0;
@@ -858,12 +858,12 @@ static void test_dump(void)
                         break;
                 }
                 case VG_CONFIG_INTEGER:
-                        differ += vg_config_integer(cfg, o->name) !=
-                                  vg_config_integer(again, o->name);
+                        differ +=
+                            vg_config_integer(cfg, o->name) != vg_config_integer(again, o->name);
                         break;
                 case VG_CONFIG_BOOLEAN:
-                        differ += vg_config_boolean(cfg, o->name) !=
-                                  vg_config_boolean(again, o->name);
+                        differ +=
+                            vg_config_boolean(cfg, o->name) != vg_config_boolean(again, o->name);
                         break;
                 case VG_CONFIG_STRING_LIST:
                         differ += !same_strv(vg_config_strv(cfg, o->name),
@@ -919,7 +919,7 @@ static void test_getter_misuse(void)
 {
         _cleanup_free_ char *dir = tap_tmpdir();
         _cleanup_(vg_config_freep) struct vg_config *cfg =
-                load_ok(&(struct load){ .conf_dir = dir }, "for getter misuse");
+            load_ok(&(struct load){ .conf_dir = dir }, "for getter misuse");
         const char *names[] = { "undeclared", "port" };
 
         for (size_t i = 0; cfg && i < VG_ARRAY_SIZE(names); i++) {

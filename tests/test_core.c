@@ -93,10 +93,11 @@ static void test_hash_file(void)
 static void test_base64(void)
 {
         static const char *const plain[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
-        static const char *const std[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=",
-                                           "Zm9vYmFy" };
-        static const char *const url[] = { "", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE",
-                                           "Zm9vYmFy" };
+        static const char *const std[] = { "",         "Zg==",     "Zm8=",    "Zm9v",
+                                           "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
+        static const char *const url[] = {
+                "", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"
+        };
 
         for (size_t i = 0; i < VG_ARRAY_SIZE(plain); i++) {
                 _cleanup_free_ char *e1 = vg_b64_encode(plain[i], strlen(plain[i]), VG_B64_STD);
@@ -106,8 +107,8 @@ static void test_base64(void)
 
                 is_str(e1, std[i], "base64(\"%s\")", plain[i]);
                 is_str(e2, url[i], "base64url(\"%s\")", plain[i]);
-                is_int(vg_b64_decode(std[i], strlen(std[i]), VG_B64_STD, &d1, &n1), 0,
-                       "decode %s", std[i]);
+                is_int(vg_b64_decode(std[i], strlen(std[i]), VG_B64_STD, &d1, &n1), 0, "decode %s",
+                       std[i]);
                 is_mem(d1, n1, plain[i], strlen(plain[i]), "round trip %s", std[i]);
                 is_int(vg_b64_decode(url[i], strlen(url[i]), VG_B64_URL, &d2, &n2), 0,
                        "decode url %s", url[i]);
@@ -173,13 +174,13 @@ static void test_log(void)
 
         snprintf(path, sizeof(path), "%s/log", dir);
         f = fopen(path, "w+");
-        vg_log_setup(&(struct vg_log_config){ .component = "vigil-test", .level = VG_LOG_INFO,
-                                              .out = f });
+        vg_log_setup(
+            &(struct vg_log_config){ .component = "vigil-test", .level = VG_LOG_INFO, .out = f });
         vg_info(VG_F("agent", "d432fbb3-d2f1-4a97-9ef7-75bd81c00000", "file", "/etc/x"),
                 "quote failed: %s", "bad signature");
         vg_debug(NULL, "not shown");
-        vg_log_setup(&(struct vg_log_config){ .component = "vigil-test", .level = VG_LOG_DEBUG,
-                                              .json = true, .out = f });
+        vg_log_setup(&(struct vg_log_config){
+            .component = "vigil-test", .level = VG_LOG_DEBUG, .json = true, .out = f });
         vg_err(VG_F("file", "/var/\xff.bin", "offset", "128", "skipped", NULL),
                "event log truncated");
         fflush(f);
@@ -188,8 +189,9 @@ static void test_log(void)
 
         _cleanup_free_ char *text = tap_read_file(path, NULL);
         contains(text, "vigil-test[", "plain line names the component");
-        contains(text, "info: agent=d432fbb3-d2f1-4a97-9ef7-75bd81c00000 file=/etc/x: quote failed: "
-                       "bad signature\n",
+        contains(text,
+                 "info: agent=d432fbb3-d2f1-4a97-9ef7-75bd81c00000 file=/etc/x: quote failed: "
+                 "bad signature\n",
                  "plain line names the object and the message");
         ok(!strstr(text, "not shown"), "debug lines are dropped at info level");
 

@@ -56,7 +56,7 @@ static bool wait_for(bool *flag, int ms)
 {
         bool expired = false;
         struct event *t = evtimer_new(base, deadline_cb, &expired);
-        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
         evtimer_add(t, &tv);
         while (!*flag && !expired)
@@ -94,7 +94,7 @@ static char *log_since(long mark)
 
 static int sh(const char *cmd)
 {
-        char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+        char *argv[] = { "sh", "-c", (char *)cmd, NULL };
         char *out = NULL;
         int r = tap_run(argv, &out);
 
@@ -199,7 +199,7 @@ static void do_request(struct vg_http_client *cl, const struct vg_http_client_re
 
 static void get(struct vg_http_client *cl, const char *url, struct result *r)
 {
-        struct vg_http_client_request req = {.url = url};
+        struct vg_http_client_request req = { .url = url };
 
         do_request(cl, &req, r);
 }
@@ -208,7 +208,7 @@ static void get(struct vg_http_client *cl, const char *url, struct result *r)
 
 static int raw_connect(int family, int port)
 {
-        struct sockaddr_storage ss = {0};
+        struct sockaddr_storage ss = { 0 };
         socklen_t len;
         int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -256,7 +256,7 @@ static char *raw_read(int fd, const char *until, int ms, bool *closed)
 
         *closed = false;
         while (now_ms() < end) {
-                struct pollfd pfd = {.fd = fd, .events = POLLIN};
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
                 event_base_loop(base, EVLOOP_NONBLOCK);
                 if (poll(&pfd, 1, 2) <= 0)
                         continue;
@@ -321,7 +321,7 @@ static int run_cmd(char *const argv[], const char *stdin_file, char **out)
         }
         close(pipefd[1]);
         for (;;) {
-                struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
+                struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
                 event_base_loop(base, EVLOOP_NONBLOCK);
                 if (poll(&pfd, 1, 2) <= 0)
                         continue;
@@ -380,7 +380,7 @@ static bool held_cancelled;
 static void h_quote(struct vg_http_request *req, void *ud)
 {
         json_t *r = json_object();
-        const char *names[] = {"nonce", "mask", "partial"};
+        const char *names[] = { "nonce", "mask", "partial" };
 
         handled++;
         for (size_t i = 0; i < 3; i++) {
@@ -416,7 +416,7 @@ static void h_echo(struct vg_http_request *req, void *ud)
 
 static void h_json(struct vg_http_request *req, void *ud)
 {
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
         json_t *j = vg_http_request_json(req, &err);
 
         handled++;
@@ -447,7 +447,7 @@ static void h_delay(struct vg_http_request *req, void *ud)
 {
         struct delayed *d = calloc(1, sizeof(*d));
         int ms = atoi(vg_http_request_param(req, "ms"));
-        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
         handled++;
         d->req = req;
@@ -491,7 +491,7 @@ static void add_routes(struct vg_http_server *s)
 static struct vg_http_server *server(const struct vg_http_server_config *cfg)
 {
         struct vg_http_server *s = NULL;
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
 
         if (vg_http_server_new(base, cfg, &s, &err) < 0)
                 tap_bail("cannot start a server: %s", err.msg);
@@ -502,7 +502,7 @@ static struct vg_http_server *server(const struct vg_http_server_config *cfg)
 static struct vg_http_client *client(const struct vg_http_client_config *cfg)
 {
         struct vg_http_client *c = NULL;
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
 
         if (vg_http_client_new(base, cfg, &c, &err) < 0)
                 tap_bail("cannot make a client: %s", err.msg);
@@ -513,59 +513,60 @@ static struct vg_http_client *client(const struct vg_http_client_config *cfg)
 
 static void test_tls_contexts(void)
 {
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
         char missing[700];
         SSL_CTX *ctx;
 
         snprintf(missing, sizeof(missing), "%s/nope.crt", dir);
         ctx = vg_tls_server_ctx_new(
-            &(struct vg_tls_server_config){.cert_file = missing, .key_file = srv_key}, &err);
+            &(struct vg_tls_server_config){ .cert_file = missing, .key_file = srv_key }, &err);
         ok(!ctx && strstr(err.msg, missing) && strstr(err.msg, "No such file"),
            "missing certificate file named: %s", err.msg);
         ctx = vg_tls_server_ctx_new(
-            &(struct vg_tls_server_config){.cert_file = srv_crt, .key_file = cli_key}, &err);
+            &(struct vg_tls_server_config){ .cert_file = srv_crt, .key_file = cli_key }, &err);
         ok(!ctx && strstr(err.msg, "does not match") && strstr(err.msg, cli_key),
            "key mismatch named: %s", err.msg);
         ctx = vg_tls_server_ctx_new(
-            &(struct vg_tls_server_config){.cert_file = ca, .key_file = srv_crt}, &err);
+            &(struct vg_tls_server_config){ .cert_file = ca, .key_file = srv_crt }, &err);
         ok(!ctx && strstr(err.msg, "cannot load private key") && strstr(err.msg, srv_crt),
            "a certificate is not a key: %s", err.msg);
         ctx = vg_tls_server_ctx_new(
-            &(struct vg_tls_server_config){.cert_file = srv_key, .key_file = srv_key}, &err);
+            &(struct vg_tls_server_config){ .cert_file = srv_key, .key_file = srv_key }, &err);
         ok(!ctx && strstr(err.msg, "cannot load certificate"), "a key is not a certificate: %s",
            err.msg);
         ctx = vg_tls_server_ctx_new(
-            &(struct vg_tls_server_config){.cert_file = srv_crt,
-                                           .key_file = srv_key,
-                                           .client_auth = VG_TLS_CLIENT_AUTH_REQUIRED},
+            &(struct vg_tls_server_config){ .cert_file = srv_crt,
+                                            .key_file = srv_key,
+                                            .client_auth = VG_TLS_CLIENT_AUTH_REQUIRED },
             &err);
         ok(!ctx && strstr(err.msg, "no client CA"), "mTLS without a CA: %s", err.msg);
-        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){.ca_file = ca,
-                                                                   .cert_file = cli_crt,
-                                                                   .key_file = enc_key},
+        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){ .ca_file = ca,
+                                                                    .cert_file = cli_crt,
+                                                                    .key_file = enc_key },
                                     &err);
         ok(!ctx && strstr(err.msg, enc_key) && strstr(err.msg, "password"),
            "encrypted key without its password: %s", err.msg);
         ctx = vg_tls_client_ctx_new(
             &(struct vg_tls_client_config){
-                .ca_file = ca, .cert_file = cli_crt, .key_file = enc_key, .key_password = "wrong"},
+                .ca_file = ca, .cert_file = cli_crt, .key_file = enc_key, .key_password = "wrong" },
             &err);
         ok(!ctx, "encrypted key with a wrong password: %s", err.msg);
-        ctx = vg_tls_client_ctx_new(
-            &(struct vg_tls_client_config){
-                .ca_file = ca, .cert_file = cli_crt, .key_file = enc_key, .key_password = "s3cret"},
-            &err);
+        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){ .ca_file = ca,
+                                                                    .cert_file = cli_crt,
+                                                                    .key_file = enc_key,
+                                                                    .key_password = "s3cret" },
+                                    &err);
         ok(ctx != NULL, "encrypted key with its password");
         SSL_CTX_free(ctx);
-        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){0}, &err);
+        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){ 0 }, &err);
         ok(!ctx && strstr(err.msg, "exactly one"), "a client needs a trust anchor: %s", err.msg);
-        ctx =
-            vg_tls_client_ctx_new(&(struct vg_tls_client_config){.pinned_cert_pem = "junk"}, &err);
+        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){ .pinned_cert_pem = "junk" },
+                                    &err);
         ok(!ctx && strstr(err.msg, "not a PEM certificate"), "junk pin refused: %s", err.msg);
-        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){.ca_file = missing}, &err);
+        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){ .ca_file = missing }, &err);
         ok(!ctx && strstr(err.msg, missing), "missing CA file named: %s", err.msg);
 
-        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){.pinned_cert_file = agent_crt},
+        ctx = vg_tls_client_ctx_new(&(struct vg_tls_client_config){ .pinned_cert_file = agent_crt },
                                     &err);
         ok(ctx && vg_tls_ctx_is_pinned(ctx), "pinned context");
         SSL_CTX_free(ctx);
@@ -583,7 +584,7 @@ static void test_tls_contexts(void)
 
 static void test_plain(void)
 {
-        struct vg_http_server *s = server(&(struct vg_http_server_config){.name = "plain"});
+        struct vg_http_server *s = server(&(struct vg_http_server_config){ .name = "plain" });
         struct vg_http_client *cl = client(NULL);
         int port = vg_http_server_port(s);
         struct result r;
@@ -592,14 +593,14 @@ static void test_plain(void)
 
         ok(port > 0, "ephemeral port %d", port);
         struct vg_http_server *dup = NULL;
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
         char want[128];
         snprintf(want, sizeof(want), "cannot listen on 127.0.0.1:%d: Address already in use", port);
-        ok(vg_http_server_new(base, &(struct vg_http_server_config){.port = (uint16_t)port}, &dup,
+        ok(vg_http_server_new(base, &(struct vg_http_server_config){ .port = (uint16_t)port }, &dup,
                               &err) == -EADDRINUSE &&
                strcmp(err.msg, want) == 0,
            "port in use: %s", err.msg);
-        ok(vg_http_server_new(base, &(struct vg_http_server_config){.address = "localhost"}, &dup,
+        ok(vg_http_server_new(base, &(struct vg_http_server_config){ .address = "localhost" }, &dup,
                               &err) == -EINVAL &&
                strstr(err.msg, "\"localhost\" is not an IPv4 or IPv6 address"),
            "listen address must be a literal: %s", err.msg);
@@ -618,7 +619,7 @@ static void test_plain(void)
 
         snprintf(url, sizeof(url), "http://127.0.0.1:%d/v2.1/keys/ukey", port);
         json_t *body = json_pack("{s:s, s:s}", "auth_tag", "ab12", "encrypted_key", "AAAA");
-        struct vg_http_client_request post = {.method = "POST", .url = url, .json = body};
+        struct vg_http_client_request post = { .method = "POST", .url = url, .json = body };
         do_request(cl, &post, &r);
         json_decref(body);
         is_str(r.body,
@@ -626,11 +627,11 @@ static void test_plain(void)
                "\"encrypted_key\": \"AAAA\", \"seen\": true}}",
                "JSON body in and out");
         result_clear(&r);
-        struct vg_http_client_request bad = {.method = "POST",
-                                             .url = url,
-                                             .body = "{nope",
-                                             .body_len = 5,
-                                             .content_type = "application/json"};
+        struct vg_http_client_request bad = { .method = "POST",
+                                              .url = url,
+                                              .body = "{nope",
+                                              .body_len = 5,
+                                              .content_type = "application/json" };
         do_request(cl, &bad, &r);
         ok(r.status == 400 && strstr(r.body, "\"code\": 400") &&
                strstr(r.body, "request body is not valid JSON"),
@@ -667,7 +668,8 @@ static void test_plain(void)
         is_int(r.status, 404, "an empty parameter does not match");
         result_clear(&r);
         struct vg_http_server *tmp = NULL;
-        vg_http_server_new(base, &(struct vg_http_server_config){.no_listener = true}, &tmp, NULL);
+        vg_http_server_new(base, &(struct vg_http_server_config){ .no_listener = true }, &tmp,
+                           NULL);
         ok(vg_http_server_route(tmp, "GET", "/a/{b", h_echo, NULL) == -EINVAL &&
                vg_http_server_route(tmp, "GET", "/a/{b}{c}", h_echo, NULL) == -EINVAL &&
                vg_http_server_route(tmp, "GET", "/a/{b-c}", h_echo, NULL) == -EINVAL &&
@@ -759,7 +761,7 @@ static void test_plain(void)
 
 static void test_keepalive_pipelining(void)
 {
-        struct vg_http_server *s = server(&(struct vg_http_server_config){.name = "ka"});
+        struct vg_http_server *s = server(&(struct vg_http_server_config){ .name = "ka" });
         struct vg_http_client *cl = client(NULL);
         int port = vg_http_server_port(s);
         struct result r;
@@ -805,11 +807,11 @@ static void test_keepalive_pipelining(void)
 
 static void test_limits(void)
 {
-        struct vg_http_server *s = server(&(struct vg_http_server_config){.name = "limits",
-                                                                          .max_body_bytes = 1024,
-                                                                          .max_header_bytes = 2048,
-                                                                          .max_start_line = 512,
-                                                                          .max_connections = 3});
+        struct vg_http_server *s = server(&(struct vg_http_server_config){ .name = "limits",
+                                                                           .max_body_bytes = 1024,
+                                                                           .max_header_bytes = 2048,
+                                                                           .max_start_line = 512,
+                                                                           .max_connections = 3 });
         int port = vg_http_server_port(s);
         char *out, req[8192], big[4000];
         bool closed;
@@ -911,10 +913,11 @@ static void test_limits(void)
 
 static void test_timeouts(void)
 {
-        struct vg_http_server *s = server(&(struct vg_http_server_config){.name = "slow",
-                                                                          .header_timeout_ms = 300,
-                                                                          .body_timeout_ms = 300,
-                                                                          .idle_timeout_ms = 300});
+        struct vg_http_server *s =
+            server(&(struct vg_http_server_config){ .name = "slow",
+                                                    .header_timeout_ms = 300,
+                                                    .body_timeout_ms = 300,
+                                                    .idle_timeout_ms = 300 });
         int port = vg_http_server_port(s), fd;
         char *out, *log;
         bool closed;
@@ -972,7 +975,7 @@ static void test_timeouts(void)
 
 static void test_disconnects(void)
 {
-        struct vg_http_server *s = server(&(struct vg_http_server_config){.name = "gone"});
+        struct vg_http_server *s = server(&(struct vg_http_server_config){ .name = "gone" });
         int port = vg_http_server_port(s);
         struct vg_http_client *cl = client(NULL);
         struct result r;
@@ -995,7 +998,7 @@ static void test_disconnects(void)
         /* The client gives up first. */
         snprintf(url, sizeof(url), "http://127.0.0.1:%d/hold", port);
         held_cancelled = false;
-        struct vg_http_client_request req = {.url = url, .timeout_ms = 200};
+        struct vg_http_client_request req = { .url = url, .timeout_ms = 200 };
         long t0 = now_ms();
         do_request(cl, &req, &r);
         ok(r.failed && r.err.code == -ETIMEDOUT && strstr(r.err.msg, "timed out after 200 ms") &&
@@ -1011,8 +1014,8 @@ static void test_disconnects(void)
         held_cancelled = false;
         struct vg_http_call *call = NULL;
         memset(&r, 0, sizeof(r));
-        vg_http_client_send(cl, &(struct vg_http_client_request){.url = url}, result_cb, &r, &call,
-                            NULL);
+        vg_http_client_send(cl, &(struct vg_http_client_request){ .url = url }, result_cb, &r,
+                            &call, NULL);
         while (!held)
                 event_base_loop(base, EVLOOP_ONCE);
         vg_http_server_free(s);
@@ -1024,11 +1027,11 @@ static void test_disconnects(void)
         result_clear(&r);
 
         /* Cancelling a call: its callback never runs. */
-        s = server(&(struct vg_http_server_config){.name = "gone2"});
+        s = server(&(struct vg_http_server_config){ .name = "gone2" });
         snprintf(url, sizeof(url), "http://127.0.0.1:%d/delay/50", vg_http_server_port(s));
         memset(&r, 0, sizeof(r));
-        vg_http_client_send(cl, &(struct vg_http_client_request){.url = url}, result_cb, &r, &call,
-                            NULL);
+        vg_http_client_send(cl, &(struct vg_http_client_request){ .url = url }, result_cb, &r,
+                            &call, NULL);
         spin(10);
         vg_http_call_cancel(call);
         spin(150);
@@ -1044,17 +1047,18 @@ static void test_disconnects(void)
         ok(r.failed && strcmp(r.err.msg, want) == 0 && r.err.code == -ECONNREFUSED,
            "connection refused: %s", r.err.msg);
         result_clear(&r);
-        struct vg_error err = {0};
-        ok(vg_http_client_send(cl, &(struct vg_http_client_request){.url = "ftp://x/"}, result_cb,
+        struct vg_error err = { 0 };
+        ok(vg_http_client_send(cl, &(struct vg_http_client_request){ .url = "ftp://x/" }, result_cb,
                                &r, NULL, &err) == -EINVAL &&
                strstr(err.msg, "expected http://"),
            "bad scheme refused at once: %s", err.msg);
-        ok(vg_http_client_send(cl, &(struct vg_http_client_request){.url = "https://127.0.0.1/"},
+        ok(vg_http_client_send(cl, &(struct vg_http_client_request){ .url = "https://127.0.0.1/" },
                                result_cb, &r, NULL, &err) == -EINVAL &&
                strstr(err.msg, "no TLS context"),
            "https without a TLS context: %s", err.msg);
-        const char *bad_hdr[] = {"X-A", "b\r\nEvil: 1", NULL};
-        ok(vg_http_client_send(cl, &(struct vg_http_client_request){.url = url, .headers = bad_hdr},
+        const char *bad_hdr[] = { "X-A", "b\r\nEvil: 1", NULL };
+        ok(vg_http_client_send(cl,
+                               &(struct vg_http_client_request){ .url = url, .headers = bad_hdr },
                                result_cb, &r, NULL, &err) == -EINVAL,
            "header injection refused");
         vg_http_client_free(cl);
@@ -1100,12 +1104,13 @@ static void canned_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 
 static void test_client_against_fakes(void)
 {
-        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        struct sockaddr_in sin = { .sin_family = AF_INET,
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         struct evconnlistener *l = evconnlistener_new_bind(
             base, canned_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
             (struct sockaddr *)&sin, sizeof(sin));
         struct vg_http_client *cl =
-            client(&(struct vg_http_client_config){.max_response_bytes = 1024});
+            client(&(struct vg_http_client_config){ .max_response_bytes = 1024 });
         socklen_t slen = sizeof(sin);
         struct result r;
         char url[128];
@@ -1137,7 +1142,7 @@ static void test_client_against_fakes(void)
         get(cl, url, &r);
         ok(r.failed && strstr(r.err.msg, "middle of the body"), "truncated body: %s", r.err.msg);
         result_clear(&r);
-        struct vg_http_client_request head = {.method = "HEAD", .url = url};
+        struct vg_http_client_request head = { .method = "HEAD", .url = url };
         canned = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
         do_request(cl, &head, &r);
         ok(r.status == 200 && r.body && !*r.body, "HEAD response has no body");
@@ -1154,7 +1159,7 @@ static void test_ipv6(void)
                 return;
         }
         struct vg_http_server *s =
-            server(&(struct vg_http_server_config){.address = "::1", .name = "v6"});
+            server(&(struct vg_http_server_config){ .address = "::1", .name = "v6" });
         struct vg_http_client *cl = client(NULL);
         struct result r;
         char url[128];
@@ -1165,7 +1170,7 @@ static void test_ipv6(void)
            r.body);
         result_clear(&r);
         if (have_curl) {
-                char *argv[] = {"curl", "-sS", "-g", url, NULL}, *out;
+                char *argv[] = { "curl", "-sS", "-g", url, NULL }, *out;
                 int rc = run_cmd(argv, NULL, &out);
                 ok(rc == 0 && strstr(out, "\"route\": \"echo\""), "curl over IPv6");
                 free(out);
@@ -1178,12 +1183,12 @@ static void test_ipv6(void)
 
 static SSL_CTX *server_ctx(const char *crt, const char *key, enum vg_tls_client_auth auth)
 {
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
         SSL_CTX *ctx = vg_tls_server_ctx_new(
-            &(struct vg_tls_server_config){.cert_file = crt,
-                                           .key_file = key,
-                                           .client_auth = auth,
-                                           .client_ca_file = auth ? ca : NULL},
+            &(struct vg_tls_server_config){ .cert_file = crt,
+                                            .key_file = key,
+                                            .client_auth = auth,
+                                            .client_ca_file = auth ? ca : NULL },
             &err);
 
         if (!ctx)
@@ -1193,7 +1198,7 @@ static SSL_CTX *server_ctx(const char *crt, const char *key, enum vg_tls_client_
 
 static SSL_CTX *client_ctx(const struct vg_tls_client_config *cfg)
 {
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
         SSL_CTX *ctx = vg_tls_client_ctx_new(cfg, &err);
 
         if (!ctx)
@@ -1203,7 +1208,7 @@ static SSL_CTX *client_ctx(const struct vg_tls_client_config *cfg)
 
 static void tls_get(const char *url, SSL_CTX *ctx, struct result *r)
 {
-        struct vg_http_client *cl = client(&(struct vg_http_client_config){.tls = ctx});
+        struct vg_http_client *cl = client(&(struct vg_http_client_config){ .tls = ctx });
 
         get(cl, url, r);
         vg_http_client_free(cl);
@@ -1213,9 +1218,9 @@ static void test_tls(void)
 {
         SSL_CTX *sctx = server_ctx(srv_crt, srv_key, VG_TLS_CLIENT_AUTH_NONE);
         struct vg_http_server *s =
-            server(&(struct vg_http_server_config){.tls = sctx, .name = "tls"});
-        SSL_CTX *trust = client_ctx(&(struct vg_tls_client_config){.ca_file = ca});
-        SSL_CTX *trust2 = client_ctx(&(struct vg_tls_client_config){.ca_file = ca2});
+            server(&(struct vg_http_server_config){ .tls = sctx, .name = "tls" });
+        SSL_CTX *trust = client_ctx(&(struct vg_tls_client_config){ .ca_file = ca });
+        SSL_CTX *trust2 = client_ctx(&(struct vg_tls_client_config){ .ca_file = ca2 });
         int port = vg_http_server_port(s);
         struct result r;
         char url[128];
@@ -1244,7 +1249,7 @@ static void test_tls(void)
 
         /* The certificate names other.example only. */
         sctx = server_ctx(other_crt, other_key, VG_TLS_CLIENT_AUTH_NONE);
-        s = server(&(struct vg_http_server_config){.tls = sctx});
+        s = server(&(struct vg_http_server_config){ .tls = sctx });
         SSL_CTX_free(sctx);
         snprintf(url, sizeof(url), "https://127.0.0.1:%d/echo", vg_http_server_port(s));
         tls_get(url, trust, &r);
@@ -1255,15 +1260,16 @@ static void test_tls(void)
 
         /* Pinning: the agent's self-signed certificate, no names at all. */
         sctx = server_ctx(agent_crt, agent_key, VG_TLS_CLIENT_AUTH_NONE);
-        s = server(&(struct vg_http_server_config){.tls = sctx});
+        s = server(&(struct vg_http_server_config){ .tls = sctx });
         SSL_CTX_free(sctx);
         snprintf(url, sizeof(url), "https://127.0.0.1:%d/echo", vg_http_server_port(s));
         char *pem = tap_read_file(agent_crt, NULL);
-        SSL_CTX *pin = client_ctx(&(struct vg_tls_client_config){.pinned_cert_pem = pem});
-        SSL_CTX *pin2 = client_ctx(&(struct vg_tls_client_config){.pinned_cert_file = agent2_crt});
+        SSL_CTX *pin = client_ctx(&(struct vg_tls_client_config){ .pinned_cert_pem = pem });
+        SSL_CTX *pin2 =
+            client_ctx(&(struct vg_tls_client_config){ .pinned_cert_file = agent2_crt });
         free(pem);
         struct vg_http_client *cl = client(NULL);
-        struct vg_http_client_request req = {.url = url, .tls = pin};
+        struct vg_http_client_request req = { .url = url, .tls = pin };
         do_request(cl, &req, &r);
         is_int(r.status, 200,
                "pinned self-signed agent certificate accepted (per-request context)");
@@ -1286,8 +1292,8 @@ static void test_tls(void)
         int sport = tap_free_port();
         char portstr[16];
         snprintf(portstr, sizeof(portstr), "%d", sport);
-        char *argv[] = {"openssl", "s_server", "-accept", portstr,  "-cert", srv_crt,
-                        "-key",    srv_key,    "-www",    "-quiet", NULL};
+        char *argv[] = { "openssl", "s_server", "-accept", portstr,  "-cert", srv_crt,
+                         "-key",    srv_key,    "-www",    "-quiet", NULL };
         pid_t pid = spawn(argv);
         snprintf(url, sizeof(url), "https://127.0.0.1:%d/", sport);
         for (int i = 0; i < 50; i++) {
@@ -1310,12 +1316,12 @@ static void test_mtls(void)
 {
         SSL_CTX *sctx = server_ctx(srv_crt, srv_key, VG_TLS_CLIENT_AUTH_REQUIRED);
         struct vg_http_server *s =
-            server(&(struct vg_http_server_config){.tls = sctx, .name = "mtls"});
-        SSL_CTX *anon = client_ctx(&(struct vg_tls_client_config){.ca_file = ca});
+            server(&(struct vg_http_server_config){ .tls = sctx, .name = "mtls" });
+        SSL_CTX *anon = client_ctx(&(struct vg_tls_client_config){ .ca_file = ca });
         SSL_CTX *good = client_ctx(&(struct vg_tls_client_config){
-            .ca_file = ca, .cert_file = cli_crt, .key_file = cli_key});
+            .ca_file = ca, .cert_file = cli_crt, .key_file = cli_key });
         SSL_CTX *rogue = client_ctx(&(struct vg_tls_client_config){
-            .ca_file = ca, .cert_file = cli2_crt, .key_file = cli2_key});
+            .ca_file = ca, .cert_file = cli2_crt, .key_file = cli2_key });
         int port = vg_http_server_port(s);
         struct result r;
         char url[128], *log;
@@ -1353,8 +1359,8 @@ static void test_mtls(void)
         result_clear(&r);
 
         if (have_curl) {
-                char *argv[] = {"curl",  "-sS",   "--cacert", ca,  "--cert", cli_crt,
-                                "--key", cli_key, url,        url, NULL},
+                char *argv[] = { "curl",  "-sS",   "--cacert", ca,  "--cert", cli_crt,
+                                 "--key", cli_key, url,        url, NULL },
                      *out;
                 uint64_t before = vg_http_server_accepted(s);
                 int rc = run_cmd(argv, NULL, &out);
@@ -1362,7 +1368,7 @@ static void test_mtls(void)
                    "curl with a client cert, two requests");
                 is_int(vg_http_server_accepted(s) - before, 1, "curl reused the connection");
                 free(out);
-                char *argv2[] = {"curl", "-sS", "--cacert", ca, url, NULL};
+                char *argv2[] = { "curl", "-sS", "--cacert", ca, url, NULL };
                 rc = run_cmd(argv2, NULL, &out);
                 ok(rc != 0, "curl without a client cert fails (exit %d)", rc);
                 free(out);
@@ -1378,20 +1384,20 @@ static void test_mtls(void)
                                 "Connection: close\r\n\r\n");
         char connect[64];
         snprintf(connect, sizeof(connect), "127.0.0.1:%d", port);
-        char *argv[] = {"openssl",
-                        "s_client",
-                        "-connect",
-                        connect,
-                        "-CAfile",
-                        ca,
-                        "-cert",
-                        cli_crt,
-                        "-key",
-                        cli_key,
-                        "-verify_return_error",
-                        "-quiet",
-                        "-ign_eof",
-                        NULL};
+        char *argv[] = { "openssl",
+                         "s_client",
+                         "-connect",
+                         connect,
+                         "-CAfile",
+                         ca,
+                         "-cert",
+                         cli_crt,
+                         "-key",
+                         cli_key,
+                         "-verify_return_error",
+                         "-quiet",
+                         "-ign_eof",
+                         NULL };
         int rc = run_cmd(argv, reqfile, &out);
         ok(rc == 0 && strstr(out, "HTTP/1.1 200 OK") && strstr(out, "\"uuid\": \"sclient\"") &&
                strstr(out, "CN=vigil-client"),
@@ -1401,7 +1407,7 @@ static void test_mtls(void)
 
         /* Optional: no certificate is fine, a presented one must verify. */
         sctx = server_ctx(srv_crt, srv_key, VG_TLS_CLIENT_AUTH_OPTIONAL);
-        s = server(&(struct vg_http_server_config){.tls = sctx, .name = "optional"});
+        s = server(&(struct vg_http_server_config){ .tls = sctx, .name = "optional" });
         SSL_CTX_free(sctx);
         snprintf(url, sizeof(url), "https://127.0.0.1:%d/echo", vg_http_server_port(s));
         tls_get(url, anon, &r);
@@ -1420,7 +1426,7 @@ static void test_mtls(void)
         /* A TLS client that never says hello is dropped after the header timeout. */
         vg_http_server_free(s);
         sctx = server_ctx(srv_crt, srv_key, VG_TLS_CLIENT_AUTH_NONE);
-        s = server(&(struct vg_http_server_config){.tls = sctx, .header_timeout_ms = 200});
+        s = server(&(struct vg_http_server_config){ .tls = sctx, .header_timeout_ms = 200 });
         SSL_CTX_free(sctx);
         mark = log_mark();
         int fd = raw_connect(AF_INET, vg_http_server_port(s));
@@ -1440,14 +1446,14 @@ static void test_mtls(void)
 
 static void test_independent_peers(void)
 {
-        struct vg_http_server *s = server(&(struct vg_http_server_config){.name = "curl"});
+        struct vg_http_server *s = server(&(struct vg_http_server_config){ .name = "curl" });
         int port = vg_http_server_port(s);
         char url[160], *out;
 
         if (have_curl) {
                 snprintf(url, sizeof(url),
                          "http://127.0.0.1:%d/v2.1/quotes/integrity?nonce=n0nce&mask=0x1", port);
-                char *argv[] = {"curl", "-sS", url, NULL};
+                char *argv[] = { "curl", "-sS", url, NULL };
                 int rc = run_cmd(argv, NULL, &out);
                 ok(rc == 0 &&
                        strcmp(out, "{\"code\": 200, \"status\": \"Success\", \"results\": "
@@ -1456,22 +1462,24 @@ static void test_independent_peers(void)
                    "curl GET: %s", out);
                 free(out);
                 snprintf(url, sizeof(url), "http://127.0.0.1:%d/rec/S256kid", port);
-                char *argv2[] = {"curl",
-                                 "-sSf",
-                                 "-X",
-                                 "POST",
-                                 "-H",
-                                 "Content-Type: application/jwk+json",
-                                 "--data-binary",
-                                 "{\"kty\":\"EC\"}",
-                                 url,
-                                 NULL};
+                char *argv2[] = { "curl",
+                                  "-sSf",
+                                  "-X",
+                                  "POST",
+                                  "-H",
+                                  "Content-Type: application/jwk+json",
+                                  "--data-binary",
+                                  "{\"kty\":\"EC\"}",
+                                  url,
+                                  NULL };
                 rc = run_cmd(argv2, NULL, &out);
                 ok(rc == 0 && strstr(out, "\"body\": \"{\\\"kty\\\":\\\"EC\\\"}\""),
                    "curl POST as clevis does for /rec");
                 free(out);
                 snprintf(url, sizeof(url), "http://127.0.0.1:%d/missing", port);
-                char *argv3[] = {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url, NULL};
+                char *argv3[] = {
+                        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url, NULL
+                };
                 rc = run_cmd(argv3, NULL, &out);
                 is_str(out, "404", "curl sees 404");
                 free(out);
@@ -1489,16 +1497,16 @@ static void test_independent_peers(void)
                 snprintf(file, sizeof(file), "%s/policy.json", www);
                 tap_write_file(file, "{\"meta\": {\"version\": 1}}\n");
                 snprintf(portstr, sizeof(portstr), "%d", pport);
-                char *argv[] = {"python3",     "-m", "http.server", "--bind", "127.0.0.1",
-                                "--directory", www,  portstr,       NULL};
+                char *argv[] = { "python3",     "-m", "http.server", "--bind", "127.0.0.1",
+                                 "--directory", www,  portstr,       NULL };
                 pid_t pid = spawn(argv);
                 struct vg_http_response *resp = NULL;
-                struct vg_error err = {0};
+                struct vg_error err = { 0 };
                 int r = -1;
                 snprintf(url, sizeof(url), "http://127.0.0.1:%d/policy.json", pport);
                 for (int i = 0; i < 100 && r < 0; i++) {
-                        r = vg_http_fetch(NULL, &(struct vg_http_client_request){.url = url}, &resp,
-                                          &err);
+                        r = vg_http_fetch(NULL, &(struct vg_http_client_request){ .url = url },
+                                          &resp, &err);
                         if (r < 0)
                                 usleep(50000);
                 }
@@ -1508,7 +1516,8 @@ static void test_independent_peers(void)
                 vg_http_response_free(resp);
                 resp = NULL;
                 snprintf(url, sizeof(url), "http://127.0.0.1:%d/nothing", pport);
-                r = vg_http_fetch(NULL, &(struct vg_http_client_request){.url = url}, &resp, &err);
+                r = vg_http_fetch(NULL, &(struct vg_http_client_request){ .url = url }, &resp,
+                                  &err);
                 ok(r == 0 && resp->status == 404, "and its 404");
                 vg_http_response_free(resp);
                 stop(pid);
@@ -1522,7 +1531,7 @@ static void test_independent_peers(void)
 static void test_urls(void)
 {
         struct vg_http_url u;
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
 
         ok(vg_http_url_parse("http://127.0.0.1:9002/v2.1/quotes?nonce=1#frag", &u, &err) == 0 &&
                !u.https && strcmp(u.host, "127.0.0.1") == 0 && u.port == 9002 &&
@@ -1537,9 +1546,9 @@ static void test_urls(void)
                strcmp(u.target, "/?x") == 0,
            "no path");
         vg_http_url_clear(&u);
-        const char *bad[] = {"http://",     "http://a:0/",  "http://a:65536/", "http://a:x/",
-                             "http://u@a/", "http://[::1/", "http://[zz]/",    "http://a b/",
-                             "http://a/ b", "ftp://a/",     "http://[::1]x/"};
+        const char *bad[] = { "http://",     "http://a:0/",  "http://a:65536/", "http://a:x/",
+                              "http://u@a/", "http://[::1/", "http://[zz]/",    "http://a b/",
+                              "http://a/ b", "ftp://a/",     "http://[::1]x/" };
         bool all = true;
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 if (vg_http_url_parse(bad[i], &u, &err) != -EINVAL) {
@@ -1553,7 +1562,7 @@ static void test_urls(void)
 
 int main(void)
 {
-        struct vg_log_config lc = {.component = "test_http", .level = VG_LOG_INFO};
+        struct vg_log_config lc = { .component = "test_http", .level = VG_LOG_INFO };
         int fd;
 
         signal(SIGPIPE, SIG_IGN);
@@ -1564,11 +1573,12 @@ int main(void)
         vg_log_setup(&lc);
         base = event_base_new();
 
-        char *argv_curl[] = {"curl", "--version", NULL}, *argv_py[] = {"python3", "-c", "", NULL};
+        char *argv_curl[] = { "curl", "--version", NULL },
+             *argv_py[] = { "python3", "-c", "", NULL };
         have_curl = tap_run(argv_curl, NULL) == 0;
         have_python = tap_run(argv_py, NULL) == 0;
         fd = socket(AF_INET6, SOCK_STREAM, 0);
-        struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_addr = in6addr_loopback};
+        struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_addr = in6addr_loopback };
         have_ipv6 = fd >= 0 && bind(fd, (struct sockaddr *)&sin6, sizeof(sin6)) == 0;
         if (fd >= 0)
                 close(fd);
@@ -1588,7 +1598,7 @@ int main(void)
         test_independent_peers();
 
         event_base_free(base);
-        vg_log_setup(&(struct vg_log_config){.level = VG_LOG_INFO});
+        vg_log_setup(&(struct vg_log_config){ .level = VG_LOG_INFO });
         fclose(logfile);
         free(dir);
         return tap_done();

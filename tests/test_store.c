@@ -101,8 +101,8 @@ static void test_url(void)
                   "/var/lib/keylime/cv_data.sqlite", NULL, 0 },
                 { "sqlite", "/srv/reg/", "reg_data.sqlite", VG_STORE_SQLITE,
                   "/srv/reg/reg_data.sqlite", NULL, 0 },
-                { "sqlite", NULL, NULL, VG_STORE_SQLITE, VIGIL_LOCALSTATEDIR "/vigil.sqlite",
-                  NULL, 0 },
+                { "sqlite", NULL, NULL, VG_STORE_SQLITE, VIGIL_LOCALSTATEDIR "/vigil.sqlite", NULL,
+                  0 },
                 { "sqlite:////var/lib/keylime/cv_data.sqlite", "/ignored", NULL, VG_STORE_SQLITE,
                   "/var/lib/keylime/cv_data.sqlite", NULL, 0 },
                 { "sqlite:///cv.db", "/data", NULL, VG_STORE_SQLITE, "/data/cv.db", NULL, 0 },
@@ -143,8 +143,9 @@ static void test_url(void)
                 { "mysql+pymysql://u@h/kl", -ENOTSUP, "MySQL/MariaDB is not supported" },
                 { "ftp://host/x", -EINVAL, "unknown scheme \"ftp\"" },
                 { "a-b://host/x", -EINVAL, "unknown scheme;" },
-                { "oracle://scott:tiger@db/x", -EINVAL, "\"oracle://scott:***@db/x\": unknown "
-                                                        "scheme \"oracle\"" },
+                { "oracle://scott:tiger@db/x", -EINVAL,
+                  "\"oracle://scott:***@db/x\": unknown "
+                  "scheme \"oracle\"" },
                 { "postgresql:db", -EINVAL, "postgresql://user:password@host/dbname" },
         };
 
@@ -184,8 +185,8 @@ static void test_url(void)
 
 static void test_open_fresh(void)
 {
-        _cleanup_free_ char *dir = path_in(tmp, "fresh"), *db = NULL, *wal = NULL,
-                            *shm = NULL, *url = NULL, *jm = NULL;
+        _cleanup_free_ char *dir = path_in(tmp, "fresh"), *db = NULL, *wal = NULL, *shm = NULL,
+                            *url = NULL, *jm = NULL;
         struct vg_store_options o = { .data_dir = dir, .default_file = "cv_data.sqlite" };
         _cleanup_(vg_store_closep) struct vg_store *s = NULL;
         struct vg_error err = { 0 };
@@ -238,8 +239,7 @@ static void test_open_fresh(void)
 static void test_open_refused(void)
 {
         _cleanup_free_ char *dir = path_in(tmp, "refused"), *missing = NULL, *garbage = NULL,
-                            *small = NULL, *before = NULL, *after = NULL, *sub = NULL,
-                            *url = NULL;
+                            *small = NULL, *before = NULL, *after = NULL, *sub = NULL, *url = NULL;
         struct vg_store *s = NULL;
         struct vg_error err = { 0 };
         struct stat st1, st2;
@@ -541,8 +541,9 @@ static void test_crud(void)
         is_int(vg_stmt_column_int64(st, 1), 2, "with the values bound");
 
         err = (struct vg_error){ 0 };
-        is_int(vg_store_exec(s, "CREATE TABLE e (x); INSERT INTO e VALUES (1); "
-                                "INSERT INTO nosuch VALUES (2); INSERT INTO e VALUES (3)",
+        is_int(vg_store_exec(s,
+                             "CREATE TABLE e (x); INSERT INTO e VALUES (1); "
+                             "INSERT INTO nosuch VALUES (2); INSERT INTO e VALUES (3)",
                              &err),
                -EINVAL, "a script stops at its first failing statement");
         contains(err.msg, "\"INSERT INTO nosuch VALUES (2)\" failed: no such table: nosuch",
@@ -671,19 +672,28 @@ static void test_transactions(void)
 /* ---- migrations ------------------------------------------------------------------------- */
 
 #define M1                                                                                         \
-        { 1, "agents table",                                                                       \
-          "CREATE TABLE agents (uuid TEXT PRIMARY KEY, ek_tpm BLOB, port INTEGER);" }
+        {                                                                                          \
+                1, "agents table",                                                                 \
+                    "CREATE TABLE agents (uuid TEXT PRIMARY KEY, ek_tpm BLOB, port INTEGER);"      \
+        }
 #define M2                                                                                         \
-        { 2, "registration count",                                                                 \
-          "ALTER TABLE agents ADD COLUMN regcount INTEGER NOT NULL DEFAULT 0;"                     \
-          "CREATE INDEX agents_port ON agents (port);" }
-#define M3 { 3, "active flag", "ALTER TABLE agents ADD COLUMN active INTEGER NOT NULL DEFAULT 0" }
+        {                                                                                          \
+                2, "registration count",                                                           \
+                    "ALTER TABLE agents ADD COLUMN regcount INTEGER NOT NULL DEFAULT 0;"           \
+                    "CREATE INDEX agents_port ON agents (port);"                                   \
+        }
+#define M3                                                                                         \
+        {                                                                                          \
+                3, "active flag",                                                                  \
+                    "ALTER TABLE agents ADD COLUMN active INTEGER NOT NULL DEFAULT 0"              \
+        }
 
 static void test_migrations(void)
 {
         static const struct vg_store_migration v2[] = { M1, M2 }, v3[] = { M1, M2, M3 };
         static const struct vg_store_migration broken[] = {
-                M1, M2,
+                M1,
+                M2,
                 { 3, "half-done change",
                   "CREATE TABLE half (x INTEGER); UPDATE agents SET port = 0;"
                   "INSERT INTO nosuchtable VALUES (1)" },
@@ -693,8 +703,8 @@ static void test_migrations(void)
         static const struct vg_store_migration verifier[] = {
                 { 1, "verifier agents", "CREATE TABLE verifier_agents (uuid TEXT PRIMARY KEY)" },
         };
-        _cleanup_free_ char *db = path_in(tmp, "migrate.sqlite"), *when = NULL,
-                            *when2 = NULL, *before = NULL, *after = NULL;
+        _cleanup_free_ char *db = path_in(tmp, "migrate.sqlite"), *when = NULL, *when2 = NULL,
+                            *before = NULL, *after = NULL;
         _cleanup_(vg_store_closep) struct vg_store *s = open_or_bail(db, NULL);
         struct vg_error err = { 0 };
         size_t n1, n2;
@@ -706,13 +716,13 @@ static void test_migrations(void)
                "migrations 1-2 apply to a fresh database");
         vg_store_schema_version(s, "registrar", &v, &err);
         is_int(v, 2, "registrar schema is at version 2");
-        is_int(query_int(s, "SELECT count(*) FROM vigil_schema WHERE component = 'registrar'"),
-               2, "vigil_schema records both migrations");
+        is_int(query_int(s, "SELECT count(*) FROM vigil_schema WHERE component = 'registrar'"), 2,
+               "vigil_schema records both migrations");
         when = query_text(s, "SELECT applied_at FROM vigil_schema WHERE version = 2");
         ok(when && strlen(when) == 20 && when[4] == '-' && when[10] == 'T' && when[19] == 'Z',
            "applied_at is an ISO 8601 UTC time: %s", when ? when : "(null)");
         _cleanup_free_ char *desc =
-                query_text(s, "SELECT description FROM vigil_schema WHERE version = 2");
+            query_text(s, "SELECT description FROM vigil_schema WHERE version = 2");
         is_str(desc, "registration count", "and the description is recorded");
         exec_or_bail(s, "INSERT INTO agents (uuid, ek_tpm, port, regcount) "
                         "VALUES ('a1', x'00ff00', 9002, 3)");

@@ -84,8 +84,8 @@ static char *cert_pubkey(const char *der)
 {
         char *out = NULL;
 
-        if (run(&out, "openssl", "x509", "-inform", "der", "-in", der, "-noout", "-pubkey",
-                NULL) != 0) {
+        if (run(&out, "openssl", "x509", "-inform", "der", "-in", der, "-noout", "-pubkey", NULL) !=
+            0) {
                 free(out);
                 return NULL;
         }
@@ -99,8 +99,8 @@ static char *agent_ek(const struct vg_swtpm *tpm, const char *alg)
         _cleanup_free_ char *ctx = path("ek.ctx"), *pem = path("ek-agent.pem");
         char *out = NULL;
 
-        if (run(NULL, "tpm2_createek", "-T", vg_swtpm_tcti(tpm), "-G", alg, "-c", ctx, "-u",
-                pem, "-f", "pem", NULL) != 0 ||
+        if (run(NULL, "tpm2_createek", "-T", vg_swtpm_tcti(tpm), "-G", alg, "-c", ctx, "-u", pem,
+                "-f", "pem", NULL) != 0 ||
             run(NULL, "tpm2_flushcontext", "-T", vg_swtpm_tcti(tpm), "-t", NULL) != 0)
                 return NULL;
         out = tap_read_file(pem, NULL);
@@ -115,9 +115,9 @@ static void check_ek_cert(const struct vg_swtpm *tpm, const char *what)
         char index[16];
 
         snprintf(index, sizeof(index), "0x%08x", vg_swtpm_ek_nv_index(tpm));
-        is_int(run(&out, "tpm2_nvread", "-T", vg_swtpm_tcti(tpm), "-C", "o", "-o", der, index,
-                   NULL),
-               0, "%s: tpm2_nvread reads the EK certificate at %s", what, index);
+        is_int(
+            run(&out, "tpm2_nvread", "-T", vg_swtpm_tcti(tpm), "-C", "o", "-o", der, index, NULL),
+            0, "%s: tpm2_nvread reads the EK certificate at %s", what, index);
         ok(same_file(der, vg_swtpm_ek_cert(tpm)),
            "%s: NV %s holds the certificate vg_swtpm_ek_cert() names", what, index);
         free(out);
@@ -155,8 +155,7 @@ static void test_fresh_tpm(const char *cache)
                     "a TPM starts with an empty cache (golden state made on the way)"))
                 tap_bail("cannot start swtpm: %s", vg_error_str(&err));
         tap_diag("golden state created and first TPM started in %.0f ms", now_ms() - t0);
-        contains(vg_swtpm_tcti(a), "swtpm:host=127.0.0.1,port=", "TCTI is %s",
-                 vg_swtpm_tcti(a));
+        contains(vg_swtpm_tcti(a), "swtpm:host=127.0.0.1,port=", "TCTI is %s", vg_swtpm_tcti(a));
         is_int(vg_swtpm_ctrl_port(a), vg_swtpm_server_port(a) + 1,
                "the control port is the command port + 1, as libtss2's swtpm TCTI requires");
 
@@ -180,8 +179,8 @@ static void test_fresh_tpm(const char *cache)
         ek = agent_ek(a, "rsa");
         ok(pub && ek && strcmp(pub, ek) == 0,
            "the RSA EK certificate certifies the EK tpm2_createek derives");
-        run(NULL, "tpm2_readpublic", "-T", vg_swtpm_tcti(a), "-c", "0x81010001", "-f", "pem",
-            "-o", persistent, NULL);
+        run(NULL, "tpm2_readpublic", "-T", vg_swtpm_tcti(a), "-c", "0x81010001", "-f", "pem", "-o",
+            persistent, NULL);
         free(out);
         out = tap_read_file(persistent, NULL);
         ok(pub && out && strcmp(pub, out) == 0, "and the one persisted at 0x81010001");
@@ -329,8 +328,7 @@ static void test_ecc_and_banks(const char *cache)
                 tap_diag("%s", vg_error_str(&err));
                 return;
         }
-        tap_diag("golden state for sha1+sha256 created and TPM started in %.0f ms",
-                 now_ms() - t0);
+        tap_diag("golden state for sha1+sha256 created and TPM started in %.0f ms", now_ms() - t0);
         free(out);
         out = NULL;
         run(&out, "tpm2_getcap", "-T", vg_swtpm_tcti(d), "pcrs", NULL);
@@ -409,8 +407,8 @@ static void test_restart_and_stop(const char *cache)
         tcti = strdup(vg_swtpm_tcti(t));
         first = vg_swtpm_pid(t);
         tap_write_file(data, "vigil-nv");
-        is_int(run(NULL, "tpm2_nvdefine", "-T", tcti, "0x01500020", "-C", "o", "-s", "8", NULL),
-               0, "define an NV index");
+        is_int(run(NULL, "tpm2_nvdefine", "-T", tcti, "0x01500020", "-C", "o", "-s", "8", NULL), 0,
+               "define an NV index");
         is_int(run(NULL, "tpm2_nvwrite", "-T", tcti, "0x01500020", "-C", "o", "-i", data, NULL), 0,
                "write it");
         is_int(run(NULL, "tpm2_pcrextend", "-T", tcti,
@@ -435,8 +433,8 @@ static void test_restart_and_stop(const char *cache)
         tap_diag("restart took %.1f ms", now_ms() - t0);
         close(held);
         second = vg_swtpm_pid(t);
-        ok(second > 0 && second != first, "a new process serves the TPM (%d, was %d)",
-           (int)second, (int)first);
+        ok(second > 0 && second != first, "a new process serves the TPM (%d, was %d)", (int)second,
+           (int)first);
         ok(gone(first), "the old process is gone");
         is_str(vg_swtpm_tcti(t), tcti, "on the same TCTI");
         is_int(run(NULL, "tpm2_nvread", "-T", tcti, "0x01500020", "-C", "o", "-o", back, NULL), 0,
@@ -487,8 +485,8 @@ static void test_errors(const char *cache)
         tap_write_file(cert, "-");
         ok(vg_swtpm_start(&opts, &t, &err) < 0 && !t, "a corrupt TPM state does not start");
         contains(vg_error_str(&err), dir, "the error names the directory");
-        contains(vg_error_str(&err), "Could not initialize libtpms",
-                 "and quotes swtpm's log: %s", vg_error_str(&err));
+        contains(vg_error_str(&err), "Could not initialize libtpms", "and quotes swtpm's log: %s",
+                 vg_error_str(&err));
 
         opts = (struct vg_swtpm_opts){ .cache_dir = junk };
         tap_write_file(junk, "");
@@ -527,8 +525,8 @@ static void test_parallel_golden(void)
         }
         for (int i = 0; i < 3; i++) {
                 int status;
-                if (kids[i] > 0 && waitpid(kids[i], &status, 0) == kids[i] &&
-                    WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                if (kids[i] > 0 && waitpid(kids[i], &status, 0) == kids[i] && WIFEXITED(status) &&
+                    WEXITSTATUS(status) == 0)
                         good++;
         }
         is_int(good, 3, "three processes start TPMs against one empty cache at once");
@@ -554,8 +552,7 @@ static void test_default_cache(void)
                 return;
         }
         tap_diag("default cache: TPM started in %.0f ms", now_ms() - t0);
-        is_int(run(NULL, "tpm2_getrandom", "-T", vg_swtpm_tcti(t), "8", NULL), 0,
-               "and answers");
+        is_int(run(NULL, "tpm2_getrandom", "-T", vg_swtpm_tcti(t), "8", NULL), 0, "and answers");
 }
 
 static char *env_value(const char *text, const char *name)

@@ -69,8 +69,7 @@ static void is_string_entry(const struct vg_toml_doc *doc, const char *table, co
 {
         const struct vg_toml_entry *e = entry(doc, table, key);
 
-        if (!ok(e && e->value.type == VG_TOML_STRING, "%s: [%s] %s is a string", what, table,
-                key))
+        if (!ok(e && e->value.type == VG_TOML_STRING, "%s: [%s] %s is a string", what, table, key))
                 return;
         is_str(e->value.string, want, "%s: value of %s", what, key);
 }
@@ -89,7 +88,7 @@ static void test_keylime_dropin(void)
 {
         /* The Keylime guide's /etc/keylime/agent.conf.d/00-registrar-ip.conf. */
         _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc =
-                parse_ok("[agent]\n\nregistrar_ip = \"127.0.0.1\"\n", "Keylime drop-in");
+            parse_ok("[agent]\n\nregistrar_ip = \"127.0.0.1\"\n", "Keylime drop-in");
 
         is_int(doc ? doc->n_entries : 0, 1, "one entry");
         is_string_entry(doc, "agent", "registrar_ip", "127.0.0.1", "Keylime drop-in");
@@ -98,26 +97,26 @@ static void test_keylime_dropin(void)
 
 static void test_tables(void)
 {
-        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc = parse_ok(
-                "top = 1\n"
-                "[agent]\n"
-                "a = 1\n"
-                "[revocations.webhook]\n"
-                "url = \"https://example.com\"\n"
-                "[ spaced . name ]\n"
-                "b = 2\n"
-                "[site.\"dotted.name\"]\n"
-                "c = 3\n"
-                "[\"quoted\"]\n"
-                "d = 4\n"
-                "['literal table'.x]\n"
-                "e = 5\n"
-                "[x.y.z]\n"
-                "[x]    # a super-table after its sub-table is fine (TOML 1.0)\n"
-                "f = 6\n"
-                "[x.y]\n"
-                "g = 7\n",
-                "tables");
+        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc =
+            parse_ok("top = 1\n"
+                     "[agent]\n"
+                     "a = 1\n"
+                     "[revocations.webhook]\n"
+                     "url = \"https://example.com\"\n"
+                     "[ spaced . name ]\n"
+                     "b = 2\n"
+                     "[site.\"dotted.name\"]\n"
+                     "c = 3\n"
+                     "[\"quoted\"]\n"
+                     "d = 4\n"
+                     "['literal table'.x]\n"
+                     "e = 5\n"
+                     "[x.y.z]\n"
+                     "[x]    # a super-table after its sub-table is fine (TOML 1.0)\n"
+                     "f = 6\n"
+                     "[x.y]\n"
+                     "g = 7\n",
+                     "tables");
 
         ok(entry(doc, "", "top") != NULL, "top-level key has table \"\"");
         ok(entry(doc, "agent", "a") != NULL, "[agent]");
@@ -134,15 +133,15 @@ static void test_tables(void)
 
 static void test_strings(void)
 {
-        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc = parse_ok(
-                "escapes = \"q\\\" b\\\\ n\\n t\\t r\\r f\\f b\\b\"\n"
-                "unicode = \"caf\\u00e9 \\u20AC \\U0001F600\"\n"
-                "raw = \"h\xc3\xa9llo\twith a tab\"\n"
-                "literal = 'C:\\Users\\no\\escapes \"here\"'\n"
-                "empty = \"\"\n"
-                "empty_literal = ''\n"
-                "hash = \"a # not a comment\"  # a comment\n",
-                "strings");
+        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc =
+            parse_ok("escapes = \"q\\\" b\\\\ n\\n t\\t r\\r f\\f b\\b\"\n"
+                     "unicode = \"caf\\u00e9 \\u20AC \\U0001F600\"\n"
+                     "raw = \"h\xc3\xa9llo\twith a tab\"\n"
+                     "literal = 'C:\\Users\\no\\escapes \"here\"'\n"
+                     "empty = \"\"\n"
+                     "empty_literal = ''\n"
+                     "hash = \"a # not a comment\"  # a comment\n",
+                     "strings");
 
         is_string_entry(doc, "", "escapes", "q\" b\\ n\n t\t r\r f\f b\b", "escapes");
         is_string_entry(doc, "", "unicode", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
@@ -156,17 +155,16 @@ static void test_strings(void)
 
 static void test_keys(void)
 {
-        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc = parse_ok(
-                "bare_key-1 = 1\n"
-                "1234 = 2\n"
-                "\"quoted key\" = 3\n"
-                "'literal key' = 4\n"
-                "\"\" = 5\n"
-                "\"tab\\tkey\" = 6\n"
-                "true = 7\n"
-                "spaced\t=\t8\n"
-                "tight=9\n",
-                "keys");
+        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc = parse_ok("bare_key-1 = 1\n"
+                                                                        "1234 = 2\n"
+                                                                        "\"quoted key\" = 3\n"
+                                                                        "'literal key' = 4\n"
+                                                                        "\"\" = 5\n"
+                                                                        "\"tab\\tkey\" = 6\n"
+                                                                        "true = 7\n"
+                                                                        "spaced\t=\t8\n"
+                                                                        "tight=9\n",
+                                                                        "keys");
 
         is_int_entry(doc, "bare_key-1", 1, "bare key with _ and -");
         is_int_entry(doc, "1234", 2, "all-digit bare key");
@@ -181,22 +179,22 @@ static void test_keys(void)
 
 static void test_integers_booleans(void)
 {
-        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc = parse_ok(
-                "zero = 0\n"
-                "plus = +17\n"
-                "minus = -17\n"
-                "minus_zero = -0\n"
-                "sep = 1_000_000\n"
-                "hex = 0xDEAD_beef\n"
-                "hex0 = 0x00ff\n"
-                "oct = 0o755\n"
-                "bin = 0b1101\n"
-                "max = 9223372036854775807\n"
-                "min = -9223372036854775808\n"
-                "hexmax = 0x7fffffffffffffff\n"
-                "yes = true\n"
-                "no = false\n",
-                "integers and booleans");
+        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc =
+            parse_ok("zero = 0\n"
+                     "plus = +17\n"
+                     "minus = -17\n"
+                     "minus_zero = -0\n"
+                     "sep = 1_000_000\n"
+                     "hex = 0xDEAD_beef\n"
+                     "hex0 = 0x00ff\n"
+                     "oct = 0o755\n"
+                     "bin = 0b1101\n"
+                     "max = 9223372036854775807\n"
+                     "min = -9223372036854775808\n"
+                     "hexmax = 0x7fffffffffffffff\n"
+                     "yes = true\n"
+                     "no = false\n",
+                     "integers and booleans");
 
         is_int_entry(doc, "zero", 0, "0");
         is_int_entry(doc, "plus", 17, "+17");
@@ -234,19 +232,19 @@ static void is_array(const struct vg_toml_doc *doc, const char *key, const char 
 
 static void test_arrays(void)
 {
-        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc = parse_ok(
-                "empty = []\n"
-                "spaced_empty = [  ]\n"
-                "one = [\"a\"]\n"
-                "trailing = [\"a\", 'b',]\n"
-                "multi = [\n"
-                "    \"/etc/keylime/cv_ca/cacert.crt\",  # verifier CA\n"
-                "    # a whole-line comment\n"
-                "\n"
-                "    '/etc/keylime/tenant_ca/cacert.crt'\n"
-                "]\n"
-                "after = 1\n",
-                "arrays");
+        _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc =
+            parse_ok("empty = []\n"
+                     "spaced_empty = [  ]\n"
+                     "one = [\"a\"]\n"
+                     "trailing = [\"a\", 'b',]\n"
+                     "multi = [\n"
+                     "    \"/etc/keylime/cv_ca/cacert.crt\",  # verifier CA\n"
+                     "    # a whole-line comment\n"
+                     "\n"
+                     "    '/etc/keylime/tenant_ca/cacert.crt'\n"
+                     "]\n"
+                     "after = 1\n",
+                     "arrays");
 
         is_array(doc, "empty", (const char *const[]){ NULL }, "[]");
         is_array(doc, "spaced_empty", (const char *const[]){ NULL }, "[  ]");
@@ -263,24 +261,24 @@ static void test_arrays(void)
 static void test_layout(void)
 {
         _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *crlf =
-                parse_ok("# comment\r\n[agent]\r\nport = 1\r\nlist = [\r\n\"a\",\r\n]\r\nx = 2",
-                         "CRLF line ends, no final newline");
+            parse_ok("# comment\r\n[agent]\r\nport = 1\r\nlist = [\r\n\"a\",\r\n]\r\nx = 2",
+                     "CRLF line ends, no final newline");
         const struct vg_toml_entry *e = entry(crlf, "agent", "x");
         is_int(e ? e->line : 0, 7, "CRLF counts as one line end");
 
         _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *bom =
-                parse_ok("\xef\xbb\xbf[agent]\nport = 1\n", "UTF-8 byte order mark");
+            parse_ok("\xef\xbb\xbf[agent]\nport = 1\n", "UTF-8 byte order mark");
         ok(entry(bom, "agent", "port") != NULL, "the BOM is not part of the first line");
 
         _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *blank =
-                parse_ok("\n\n   \n\t# only comments\n  # indented \xc3\xa9 comment\n", "blank");
+            parse_ok("\n\n   \n\t# only comments\n  # indented \xc3\xa9 comment\n", "blank");
         is_int(blank ? blank->n_entries : 1, 0, "no entries");
 
         _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *empty = parse_ok("", "empty input");
         is_int(empty ? empty->n_entries : 1, 0, "empty input: no entries");
 
         _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *indented =
-                parse_ok("  [agent]  # header comment\n\tport = 1 # trailing\n", "indentation");
+            parse_ok("  [agent]  # header comment\n\tport = 1 # trailing\n", "indentation");
         ok(entry(indented, "agent", "port") != NULL, "indented header and key");
 }
 
@@ -304,8 +302,8 @@ static void test_refused_values(void)
                 "inline table");
         refused("s = \"\"\"multi\"\"\"\n",
                 "agent.conf:1: multi-line strings (\"\"\") are not supported", "multi-line basic");
-        refused("s = '''multi'''\n",
-                "agent.conf:1: multi-line strings (''') are not supported", "multi-line literal");
+        refused("s = '''multi'''\n", "agent.conf:1: multi-line strings (''') are not supported",
+                "multi-line literal");
         refused("[agent]\nregistrar_ip = 127.0.0.1\n",
                 "agent.conf:2: invalid value '127.0.0.1' for 'registrar_ip': strings must be "
                 "quoted",
@@ -329,8 +327,7 @@ static void test_refused_values(void)
         refused("port = 1 2\n", "agent.conf:1: expected end of line after the value, found '2'",
                 "two values");
         refused("s = \"a\" \"b\"\n",
-                "agent.conf:1: expected end of line after the value, found '\"'",
-                "two strings");
+                "agent.conf:1: expected end of line after the value, found '\"'", "two strings");
 }
 
 static void test_refused_integers(void)
@@ -450,8 +447,7 @@ static void test_refused_structure(void)
                 "duplicate quoted key");
         refused("[a]\nk = 1\n[b]\n[a]\n", "agent.conf:4: table [a] defined twice (first at line 1)",
                 "table redefinition");
-        refused("[a.b]\n[\"a\".'b']\n",
-                "agent.conf:2: table [a.b] defined twice (first at line 1)",
+        refused("[a.b]\n[\"a\".'b']\n", "agent.conf:2: table [a.b] defined twice (first at line 1)",
                 "table redefinition with quoted names");
         refused("[x.y]\n[x]\n[x]\n", "agent.conf:3: table [x] defined twice (first at line 2)",
                 "implicit table defined twice");
@@ -461,8 +457,8 @@ static void test_refused_structure(void)
         refused("[a]\nb = 1\n[a.b.c]\n",
                 "agent.conf:3: cannot define table [a.b.c]: a.b is already a key (set at line 2)",
                 "sub-table under a key");
-        refused("[a.b]\n[a]\nb = 1\n",
-                "agent.conf:3: key 'b' conflicts with table [a.b] (line 1)", "key over a table");
+        refused("[a.b]\n[a]\nb = 1\n", "agent.conf:3: key 'b' conflicts with table [a.b] (line 1)",
+                "key over a table");
         refused("[[servers]]\n", "agent.conf:1: arrays of tables ([[...]]) are not supported",
                 "array of tables");
         refused("[agent]\nrevocation.actions = \"x\"\n",
@@ -549,8 +545,8 @@ static void test_refused_encoding(void)
 static void test_cut_input(void)
 {
         static const char doc[] =
-                "\xef\xbb\xbf# c\xc3\xa9\r\n[a . \"b\\u00e9\"]\nk = 'v'\n\"q\\U0001F600\" = "
-                "[\n \"x\", # c\n 'y',\n]\nn = -1\nb = false\ni = 0x1_f\n[t]\ns = \"\\\"\"\n";
+            "\xef\xbb\xbf# c\xc3\xa9\r\n[a . \"b\\u00e9\"]\nk = 'v'\n\"q\\U0001F600\" = "
+            "[\n \"x\", # c\n 'y',\n]\nn = -1\nb = false\ni = 0x1_f\n[t]\ns = \"\\\"\"\n";
         int bad = 0;
 
         for (size_t len = 0; len <= sizeof(doc) - 1; len++) {
@@ -652,14 +648,13 @@ static void test_writer(void)
                "document written in canonical form");
 
         _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *again =
-                out ? parse_ok(out, "written document") : NULL;
+            out ? parse_ok(out, "written document") : NULL;
         ok(again && again->n_entries == 5 && entry(again, "a.\"c d\"", "k k") &&
-                   strcmp(entry(again, "b.x", "e")->value.string, "\x07") == 0,
+               strcmp(entry(again, "b.x", "e")->value.string, "\x07") == 0,
            "written document reads back the same");
 
         is_str(vg_toml_type_name(VG_TOML_STRING_ARRAY), "array of strings", "type names");
-        ok(vg_toml_utf8_valid("caf\xc3\xa9", 5) && !vg_toml_utf8_valid("\xc3", 1),
-           "UTF-8 check");
+        ok(vg_toml_utf8_valid("caf\xc3\xa9", 5) && !vg_toml_utf8_valid("\xc3", 1), "UTF-8 check");
 }
 
 int main(void)

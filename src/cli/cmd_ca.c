@@ -14,7 +14,7 @@
 #include "commands.h"
 #include "error.h"
 
-#define MAX_SANS 64
+#define MAX_SANS     64
 #define MAX_PASSWORD 1024
 
 /* --- a small option parser: "--opt VALUE", "--opt=VALUE", "--", -h/--help --------------- */
@@ -175,8 +175,8 @@ static int read_password(const char *cmd, const char *path, struct vg_secret *ou
                 if (got < 0 && errno == EINTR)
                         continue;
                 if (got < 0) {
-                        fprintf(stderr, "vigil %s: %s: cannot read the password file: %s\n",
-                                cmd, path, strerror(errno));
+                        fprintf(stderr, "vigil %s: %s: cannot read the password file: %s\n", cmd,
+                                path, strerror(errno));
                         return 1;
                 }
                 if (got == 0)
@@ -186,13 +186,14 @@ static int read_password(const char *cmd, const char *path, struct vg_secret *ou
         out->p[strcspn((char *)out->p, "\r\n")] = '\0';
         if (n > MAX_PASSWORD) {
                 fprintf(stderr,
-                        "vigil %s: %s: expected a password of at most %d bytes, found more\n",
-                        cmd, path, MAX_PASSWORD);
+                        "vigil %s: %s: expected a password of at most %d bytes, found more\n", cmd,
+                        path, MAX_PASSWORD);
                 return 1;
         }
         if (!out->p[0]) {
-                fprintf(stderr, "vigil %s: %s: expected a password on the first line, found "
-                                "an empty line\n",
+                fprintf(stderr,
+                        "vigil %s: %s: expected a password on the first line, found "
+                        "an empty line\n",
                         cmd, path);
                 return 1;
         }
@@ -306,9 +307,8 @@ static void print_created(const char *dir)
                 /* Certificates issued earlier may share the directory; list only ours. */
                 if (strcmp(ci->name, "server") && strcmp(ci->name, "client"))
                         continue;
-                printf("  %-19s %s, %s, valid until %s%s%s\n", ci->file, ci->subject,
-                       usage_of(ci), fmt_time(ci->not_after, until), ci->sans[0] ? "; " : "",
-                       ci->sans);
+                printf("  %-19s %s, %s, valid until %s%s%s\n", ci->file, ci->subject, usage_of(ci),
+                       fmt_time(ci->not_after, until), ci->sans[0] ? "; " : "", ci->sans);
                 snprintf(key, sizeof(key), "%s" VG_CA_KEY_SUFFIX, ci->name);
                 printf("  %-19s its private key\n", key);
         }
@@ -320,13 +320,20 @@ static int ca_init(int argc, char **argv)
 {
         enum { KEY_TYPE, DAYS, CERT_DAYS, CN, SAN, PASSWORD_FILE, FORCE };
         static const struct opt opts[] = {
-                { "--key-type", true, KEY_TYPE },   { "--days", true, DAYS },
-                { "--cert-days", true, CERT_DAYS }, { "--cn", true, CN },
-                { "--san", true, SAN },             { "--password-file", true, PASSWORD_FILE },
+                { "--key-type", true, KEY_TYPE },
+                { "--days", true, DAYS },
+                { "--cert-days", true, CERT_DAYS },
+                { "--cn", true, CN },
+                { "--san", true, SAN },
+                { "--password-file", true, PASSWORD_FILE },
                 { "--force", false, FORCE },
         };
-        struct opt_iter it = { .cmd = "ca init", .argv = argv, .argc = argc, .i = 1,
-                               .opts = opts, .n_opts = VG_ARRAY_SIZE(opts) };
+        struct opt_iter it = { .cmd = "ca init",
+                               .argv = argv,
+                               .argc = argc,
+                               .i = 1,
+                               .opts = opts,
+                               .n_opts = VG_ARRAY_SIZE(opts) };
         _cleanup_(san_list_free) struct san_list sans = { 0 };
         _cleanup_secret_ struct vg_secret password = { 0 };
         struct vg_ca_init_params p = { 0 };
@@ -428,14 +435,23 @@ static int ca_issue(int argc, char **argv)
 {
         enum { NAME, SERVER, CLIENT, SAN, DAYS, KEY_TYPE, CN, OUT_DIR, PASSWORD_FILE, FORCE };
         static const struct opt opts[] = {
-                { "--name", true, NAME },         { "--server", false, SERVER },
-                { "--client", false, CLIENT },    { "--san", true, SAN },
-                { "--days", true, DAYS },         { "--key-type", true, KEY_TYPE },
-                { "--cn", true, CN },             { "--out-dir", true, OUT_DIR },
-                { "--password-file", true, PASSWORD_FILE }, { "--force", false, FORCE },
+                { "--name", true, NAME },
+                { "--server", false, SERVER },
+                { "--client", false, CLIENT },
+                { "--san", true, SAN },
+                { "--days", true, DAYS },
+                { "--key-type", true, KEY_TYPE },
+                { "--cn", true, CN },
+                { "--out-dir", true, OUT_DIR },
+                { "--password-file", true, PASSWORD_FILE },
+                { "--force", false, FORCE },
         };
-        struct opt_iter it = { .cmd = "ca issue", .argv = argv, .argc = argc, .i = 1,
-                               .opts = opts, .n_opts = VG_ARRAY_SIZE(opts) };
+        struct opt_iter it = { .cmd = "ca issue",
+                               .argv = argv,
+                               .argc = argc,
+                               .i = 1,
+                               .opts = opts,
+                               .n_opts = VG_ARRAY_SIZE(opts) };
         _cleanup_(san_list_free) struct san_list sans = { 0 };
         _cleanup_secret_ struct vg_secret password = { 0 };
         _cleanup_(vg_ca_freep) struct vg_ca *ca = NULL;
@@ -563,9 +579,8 @@ static int ca_show(int argc, char **argv)
                         return 0;
                 }
                 if (dir)
-                        return cli_usage_error(it.cmd,
-                                               "expected one directory, found '%s' and '%s'", dir,
-                                               it.value);
+                        return cli_usage_error(
+                            it.cmd, "expected one directory, found '%s' and '%s'", dir, it.value);
                 dir = it.value;
         }
         if (!dir)
@@ -629,8 +644,9 @@ int cmd_ca(int argc, char **argv)
                 if (strcmp(argv[1], verbs[i].verb) == 0)
                         return verbs[i].run(argc - 1, argv + 1);
         if (argv[1][0] == '-')
-                return cli_usage_error("ca", "expected a verb (init, issue or show) first, found "
-                                             "the option '%s'",
+                return cli_usage_error("ca",
+                                       "expected a verb (init, issue or show) first, found "
+                                       "the option '%s'",
                                        argv[1]);
         return cli_usage_error("ca", "unknown verb '%s'; expected init, issue or show", argv[1]);
 }

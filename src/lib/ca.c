@@ -42,10 +42,10 @@ VG_DEFINE_CLEANUP_FUNC(DIR, closedir)
 /* Certificates start this much before "now": a host whose clock lags the CA's by a minute or
  * two must not reject a certificate issued a moment ago. */
 #define CLOCK_SKEW_SECONDS 300
-#define DAY_SECONDS 86400
+#define DAY_SECONDS        86400
 /* Certificates, keys, CRLs and password files are a few KiB; anything larger is not one. */
 #define MAX_PEM_FILE (1024 * 1024)
-#define CN_MAX 64 /* RFC 5280 ub-common-name */
+#define CN_MAX       64 /* RFC 5280 ub-common-name */
 
 struct vg_ca {
         X509 *cert;
@@ -126,11 +126,16 @@ int vg_ca_key_type_parse(const char *s, enum vg_ca_key_type *out, struct vg_erro
                 const char *alias;
                 enum vg_ca_key_type type;
         } aliases[] = {
-                { "rsa", VG_CA_KEY_RSA2048 },          { "rsa:2048", VG_CA_KEY_RSA2048 },
-                { "rsa:3072", VG_CA_KEY_RSA3072 },     { "rsa:4096", VG_CA_KEY_RSA4096 },
-                { "ec", VG_CA_KEY_EC_P256 },           { "ec:P-256", VG_CA_KEY_EC_P256 },
-                { "ec:prime256v1", VG_CA_KEY_EC_P256 }, { "ec:secp256r1", VG_CA_KEY_EC_P256 },
-                { "ec:P-384", VG_CA_KEY_EC_P384 },     { "ec:secp384r1", VG_CA_KEY_EC_P384 },
+                { "rsa", VG_CA_KEY_RSA2048 },
+                { "rsa:2048", VG_CA_KEY_RSA2048 },
+                { "rsa:3072", VG_CA_KEY_RSA3072 },
+                { "rsa:4096", VG_CA_KEY_RSA4096 },
+                { "ec", VG_CA_KEY_EC_P256 },
+                { "ec:P-256", VG_CA_KEY_EC_P256 },
+                { "ec:prime256v1", VG_CA_KEY_EC_P256 },
+                { "ec:secp256r1", VG_CA_KEY_EC_P256 },
+                { "ec:P-384", VG_CA_KEY_EC_P384 },
+                { "ec:secp384r1", VG_CA_KEY_EC_P384 },
         };
 
         for (size_t i = 0; s && i < VG_ARRAY_SIZE(aliases); i++)
@@ -448,8 +453,8 @@ static int cert_skeleton(const char *cn, EVP_PKEY *key, const X509_NAME *issuer,
 
         if (!x || !subject)
                 return -ENOMEM;
-        if (!X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)cn,
-                                        -1, -1, 0))
+        if (!X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
+                                        -1, 0))
                 return ossl_err(err, -EINVAL, "common name '%s' is not usable", cn);
         if (!X509_set_version(x, X509_VERSION_3) || set_random_serial(x) < 0 ||
             !X509_set_subject_name(x, subject) || !X509_set_issuer_name(x, issuer ?: subject) ||
@@ -477,7 +482,7 @@ static int crl_new(X509 *ca_cert, EVP_PKEY *ca_key, X509_CRL **out, struct vg_er
 {
         _cleanup_(X509_CRL_freep) X509_CRL *crl = X509_CRL_new();
         _cleanup_(ASN1_TIME_freep) ASN1_TIME *now =
-                ASN1_TIME_set(NULL, time(NULL) - CLOCK_SKEW_SECONDS);
+            ASN1_TIME_set(NULL, time(NULL) - CLOCK_SKEW_SECONDS);
         _cleanup_(ASN1_INTEGER_freep) ASN1_INTEGER *number = ASN1_INTEGER_new();
         _cleanup_(X509_EXTENSION_freep) X509_EXTENSION *aki = NULL;
         X509V3_CTX ctx;
@@ -548,11 +553,11 @@ int vg_ca_new(const struct vg_ca_params *p, struct vg_ca **out, struct vg_error 
          * subject key identifier goes first: the authority key identifier copies it. */
         if ((r = add_ext(ca->cert, ca->cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0",
                          err)) < 0 ||
-            (r = add_ext(ca->cert, ca->cert, NID_key_usage, "critical,keyCertSign,cRLSign",
-                         err)) < 0 ||
+            (r = add_ext(ca->cert, ca->cert, NID_key_usage, "critical,keyCertSign,cRLSign", err)) <
+                0 ||
             (r = add_ext(ca->cert, ca->cert, NID_subject_key_identifier, "hash", err)) < 0 ||
-            (r = add_ext(ca->cert, ca->cert, NID_authority_key_identifier, "keyid:always",
-                         err)) < 0)
+            (r = add_ext(ca->cert, ca->cert, NID_authority_key_identifier, "keyid:always", err)) <
+                0)
                 return r;
         if (!X509_sign(ca->cert, ca->key, sign_md(ca->key)))
                 return ossl_err(err, -EIO, "cannot sign the CA certificate");
@@ -614,8 +619,7 @@ int vg_ca_issue(const struct vg_ca *ca, const struct vg_ca_issue_params *p,
         if (r < 0)
                 return r;
         /* keyEncipherment only where TLS 1.2's RSA key transport could use it. */
-        if ((r = add_ext(c->cert, ca->cert, NID_basic_constraints, "critical,CA:FALSE", err)) <
-                    0 ||
+        if ((r = add_ext(c->cert, ca->cert, NID_basic_constraints, "critical,CA:FALSE", err)) < 0 ||
             (r = add_ext(c->cert, ca->cert, NID_key_usage,
                          EVP_PKEY_is_a(c->key, "RSA") ? "critical,digitalSignature,keyEncipherment"
                                                       : "critical,digitalSignature",
@@ -623,8 +627,7 @@ int vg_ca_issue(const struct vg_ca *ca, const struct vg_ca_issue_params *p,
             (r = add_ext(c->cert, ca->cert, NID_ext_key_usage, server ? "serverAuth" : "clientAuth",
                          err)) < 0 ||
             (r = add_ext(c->cert, ca->cert, NID_subject_key_identifier, "hash", err)) < 0 ||
-            (r = add_ext(c->cert, ca->cert, NID_authority_key_identifier, "keyid:always", err)) <
-                    0)
+            (r = add_ext(c->cert, ca->cert, NID_authority_key_identifier, "keyid:always", err)) < 0)
                 return r;
         if (sk_GENERAL_NAME_num(gens) > 0 &&
             X509_add1_ext_i2d(c->cert, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1)
@@ -649,8 +652,8 @@ static int read_small_file(const char *path, struct vg_secret *out, struct vg_er
                 return vg_error_set(err, -EINVAL, "%s: expected a regular file, found %s", path,
                                     S_ISDIR(st.st_mode) ? "a directory" : "a special file");
         if (st.st_size > MAX_PEM_FILE)
-                return vg_error_set(err, -EFBIG, "%s: expected at most %d bytes, found %lld",
-                                    path, MAX_PEM_FILE, (long long)st.st_size);
+                return vg_error_set(err, -EFBIG, "%s: expected at most %d bytes, found %lld", path,
+                                    MAX_PEM_FILE, (long long)st.st_size);
         out->p = malloc((size_t)st.st_size + 1);
         if (!out->p)
                 return -ENOMEM;
@@ -713,8 +716,7 @@ static int password_cb(char *buf, int size, int rwflag, void *u)
         return (int)len;
 }
 
-static int load_key(const char *path, const char *password, EVP_PKEY **out,
-                    struct vg_error *err)
+static int load_key(const char *path, const char *password, EVP_PKEY **out, struct vg_error *err)
 {
         _cleanup_secret_ struct vg_secret data = { 0 };
         _cleanup_(BIO_freep) BIO *bio = NULL;
@@ -739,8 +741,7 @@ static int load_key(const char *path, const char *password, EVP_PKEY **out,
                         path);
 }
 
-static int join_path(char *buf, size_t len, const char *dir, const char *name,
-                     struct vg_error *err)
+static int join_path(char *buf, size_t len, const char *dir, const char *name, struct vg_error *err)
 {
         int n = snprintf(buf, len, "%s/%s", dir, name);
 
@@ -866,8 +867,7 @@ static int stage_open(struct stage *st, const char *dir, bool force, struct vg_e
         }
         st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (st->dirfd < 0 && errno == ENOTDIR)
-                return vg_error_set(err, -ENOTDIR, "%s: expected a directory, found a file",
-                                    dir);
+                return vg_error_set(err, -ENOTDIR, "%s: expected a directory, found a file", dir);
         if (st->dirfd < 0)
                 return vg_error_set(err, -errno, "%s: cannot open the directory: %s", dir,
                                     strerror(errno));
@@ -888,8 +888,8 @@ static int stage_check_absent(struct stage *st, const char *name, struct vg_erro
         return 0;
 }
 
-static int stage_add(struct stage *st, const char *name, const void *data, size_t len,
-                     mode_t mode, struct vg_error *err)
+static int stage_add(struct stage *st, const char *name, const void *data, size_t len, mode_t mode,
+                     struct vg_error *err)
 {
         _cleanup_close_ int fd = -1;
         unsigned char rnd[8];
@@ -908,8 +908,8 @@ static int stage_add(struct stage *st, const char *name, const void *data, size_
                      rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]) > NAME_MAX)
                 return vg_error_set(err, -ENAMETOOLONG, "%s/%s: name too long", st->dir, name);
         /* 0600 from the start: a key is never readable by others, not even for a moment. */
-        fd = openat(st->dirfd, st->f[st->n].tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-                    O_CLOEXEC, 0600);
+        fd = openat(st->dirfd, st->f[st->n].tmp,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return vg_error_set(err, -errno, "%s: cannot create a file: %s", st->dir,
                                     strerror(errno));
@@ -920,8 +920,8 @@ static int stage_add(struct stage *st, const char *name, const void *data, size_
                 if (w < 0 && errno == EINTR)
                         continue;
                 if (w < 0)
-                        return vg_error_set(err, -errno, "%s/%s: cannot write: %s", st->dir,
-                                            name, strerror(errno));
+                        return vg_error_set(err, -errno, "%s/%s: cannot write: %s", st->dir, name,
+                                            strerror(errno));
                 p += w;
                 len -= (size_t)w;
         }
@@ -1020,8 +1020,8 @@ static int stage_commit(struct stage *st, struct vg_error *err)
                                                     "%s/%s already exists; refusing to "
                                                     "overwrite it",
                                                     st->dir, dst);
-                        return vg_error_set(err, -e, "%s/%s: cannot move into place: %s",
-                                            st->dir, dst, strerror(e));
+                        return vg_error_set(err, -e, "%s/%s: cannot move into place: %s", st->dir,
+                                            dst, strerror(e));
                 }
                 st->f[i].tmp[0] = '\0';
         }
@@ -1090,7 +1090,7 @@ int vg_ca_issued_save(const struct vg_ca_issued *c, const char *dir, const char 
 int vg_ca_init(const char *dir, const struct vg_ca_init_params *p, struct vg_error *err)
 {
         static const char *const files[] = {
-                VG_CA_CERT_FILE,   VG_CA_KEY_FILE,     VG_CA_CRL_FILE,    "server-cert.crt",
+                VG_CA_CERT_FILE,      VG_CA_KEY_FILE,    VG_CA_CRL_FILE,       "server-cert.crt",
                 "server-private.pem", "client-cert.crt", "client-private.pem",
         };
         _cleanup_(stage_release) struct stage st = { .dirfd = -1 };
@@ -1104,7 +1104,8 @@ int vg_ca_init(const char *dir, const struct vg_ca_init_params *p, struct vg_err
                 .sans = p->server_sans,
                 .days = p->cert_days,
         };
-        struct vg_ca_issue_params cp = { .usage = VG_CA_CLIENT, .cn = "client",
+        struct vg_ca_issue_params cp = { .usage = VG_CA_CLIENT,
+                                         .cn = "client",
                                          .days = p->cert_days };
         int r;
 
@@ -1150,8 +1151,8 @@ const char *vg_ca_cert_status_name(enum vg_ca_cert_status s)
         return "unknown";
 }
 
-__attribute__((format(printf, 3, 4))) static void append(char *buf, size_t size,
-                                                         const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void append(char *buf, size_t size, const char *fmt,
+                                                         ...)
 {
         size_t used = strnlen(buf, size);
         va_list ap;
@@ -1188,7 +1189,7 @@ static void name_string(const X509_NAME *name, char *buf, size_t len)
 static void sans_string(X509 *x, char *buf, size_t len)
 {
         _cleanup_(GENERAL_NAMES_freep) GENERAL_NAMES *gens =
-                X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+            X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
         char ip[INET6_ADDRSTRLEN];
 
         buf[0] = '\0';
@@ -1205,7 +1206,9 @@ static void sans_string(X509 *x, char *buf, size_t len)
                         d = ASN1_STRING_get0_data(g->d.ia5);
                         n = ASN1_STRING_length(g->d.ia5);
                         append(buf, len, "%s%s:%.*s", sep,
-                               g->type == GEN_DNS ? "DNS" : g->type == GEN_URI ? "URI" : "email",
+                               g->type == GEN_DNS   ? "DNS"
+                               : g->type == GEN_URI ? "URI"
+                                                    : "email",
                                n, (const char *)d);
                         break;
                 case GEN_IPADD:
@@ -1228,8 +1231,7 @@ static void sans_string(X509 *x, char *buf, size_t len)
 /* issuer: the CA that should have signed x (x itself for the CA), or NULL not to check. */
 static void cert_info(X509 *x, X509 *issuer, struct vg_ca_cert_info *out)
 {
-        _cleanup_(BN_freep) BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x),
-                                                                     NULL);
+        _cleanup_(BN_freep) BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned md_len = 0;
         char *hex = serial ? BN_bn2hex(serial) : NULL, when[32], want[256];
@@ -1241,8 +1243,7 @@ static void cert_info(X509 *x, X509 *issuer, struct vg_ca_cert_info *out)
         name_string(X509_get_issuer_name(x), out->issuer, sizeof(out->issuer));
         /* `openssl x509 -serial` prints whole octets; BN_bn2hex drops a leading zero digit. */
         if (hex)
-                snprintf(out->serial, sizeof(out->serial), "%s%s", strlen(hex) % 2 ? "0" : "",
-                         hex);
+                snprintf(out->serial, sizeof(out->serial), "%s%s", strlen(hex) % 2 ? "0" : "", hex);
         OPENSSL_free(hex);
         if (X509_digest(x, EVP_sha256(), md, &md_len))
                 for (unsigned i = 0; i < md_len; i++)
@@ -1303,8 +1304,7 @@ static void list_crl(const char *dir, X509 *ca_cert, struct vg_ca_listing *l)
         char path[PATH_MAX];
         int n;
 
-        if (join_path(path, sizeof(path), dir, VG_CA_CRL_FILE, NULL) < 0 ||
-            access(path, F_OK) < 0)
+        if (join_path(path, sizeof(path), dir, VG_CA_CRL_FILE, NULL) < 0 || access(path, F_OK) < 0)
                 return;
         l->have_crl = true;
         n = read_small_file(path, &data, &e);
@@ -1397,8 +1397,7 @@ int vg_ca_list(const char *dir, struct vg_ca_listing *out, struct vg_error *err)
                         cert_info(x, ca_cert, info);
                 }
                 snprintf(info->file, sizeof(info->file), "%s", de->d_name);
-                snprintf(info->name, sizeof(info->name), "%.*s", (int)(len - suffix),
-                         de->d_name);
+                snprintf(info->name, sizeof(info->name), "%.*s", (int)(len - suffix), de->d_name);
                 sanitize(info->file);
                 sanitize(info->name);
         }

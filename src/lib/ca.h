@@ -12,9 +12,9 @@
 
 /* File names inside a CA directory. Keylime's cv_ca uses the same ones for the certificates,
  * the CRL and NAME-cert.crt / NAME-private.pem; it keeps the CA key in private.yml instead. */
-#define VG_CA_CERT_FILE "cacert.crt"
-#define VG_CA_KEY_FILE  "ca-private.pem"
-#define VG_CA_CRL_FILE  "cacrl.pem"
+#define VG_CA_CERT_FILE   "cacert.crt"
+#define VG_CA_KEY_FILE    "ca-private.pem"
+#define VG_CA_CRL_FILE    "cacrl.pem"
 #define VG_CA_CERT_SUFFIX "-cert.crt"
 #define VG_CA_KEY_SUFFIX  "-private.pem"
 
@@ -125,9 +125,9 @@ enum vg_ca_cert_status {
         VG_CA_CERT_OK,
         VG_CA_CERT_EXPIRED,
         VG_CA_CERT_NOT_YET_VALID,
-        VG_CA_CERT_FOREIGN,     /* not signed by this directory's CA */
-        VG_CA_CERT_NOT_A_CA,    /* the directory's cacert.crt lacks basicConstraints CA:TRUE */
-        VG_CA_CERT_UNREADABLE,  /* not a PEM certificate; problem says why */
+        VG_CA_CERT_FOREIGN,    /* not signed by this directory's CA */
+        VG_CA_CERT_NOT_A_CA,   /* the directory's cacert.crt lacks basicConstraints CA:TRUE */
+        VG_CA_CERT_UNREADABLE, /* not a PEM certificate; problem says why */
 };
 const char *vg_ca_cert_status_name(enum vg_ca_cert_status s);
 
@@ -135,13 +135,13 @@ struct vg_ca_cert_info {
         char file[NAME_MAX + 1]; /* base name, "server-cert.crt"; empty when from memory */
         char name[NAME_MAX + 1]; /* NAME of NAME-cert.crt; "ca" for the CA */
         enum vg_ca_cert_status status;
-        char problem[256];       /* for a status other than OK: what was expected and found */
-        char subject[256];       /* RFC 2253, "CN=server" */
+        char problem[256]; /* for a status other than OK: what was expected and found */
+        char subject[256]; /* RFC 2253, "CN=server" */
         char issuer[256];
-        char serial[64];         /* upper-case hex, as `openssl x509 -serial` prints it */
-        char sha256[96];         /* "AB:CD:...", as `openssl x509 -fingerprint -sha256` */
-        char key_type[80];       /* "rsa:2048", "ec:P-256", or the algorithm's name */
-        char sans[1024];         /* "IP:127.0.0.1, DNS:localhost"; empty when none */
+        char serial[64];   /* upper-case hex, as `openssl x509 -serial` prints it */
+        char sha256[96];   /* "AB:CD:...", as `openssl x509 -fingerprint -sha256` */
+        char key_type[80]; /* "rsa:2048", "ec:P-256", or the algorithm's name */
+        char sans[1024];   /* "IP:127.0.0.1, DNS:localhost"; empty when none */
         time_t not_before, not_after;
         bool is_ca, server_auth, client_auth;
 };
@@ -153,8 +153,8 @@ struct vg_ca_listing {
         struct vg_ca_cert_info ca;
         struct vg_ca_cert_info *certs; /* every NAME-cert.crt in the directory, sorted by name */
         size_t n_certs;
-        bool have_crl;                 /* cacrl.pem exists; the fields below describe it */
-        bool crl_ok;                   /* parsed and signed by the CA */
+        bool have_crl; /* cacrl.pem exists; the fields below describe it */
+        bool crl_ok;   /* parsed and signed by the CA */
         size_t crl_revoked;
         time_t crl_last_update, crl_next_update;
         char crl_problem[256];

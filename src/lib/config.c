@@ -19,11 +19,11 @@
 #endif
 
 struct config_value {
-        bool set;               /* false: unset (string NULL, list empty) */
-        char *string;           /* STRING, PATH */
+        bool set;     /* false: unset (string NULL, list empty) */
+        char *string; /* STRING, PATH */
         int64_t integer;
         bool boolean;
-        char **strv;            /* STRING_LIST, NULL-terminated */
+        char **strv; /* STRING_LIST, NULL-terminated */
 };
 
 struct config_slot {
@@ -298,15 +298,15 @@ static int value_from_toml(const struct vg_config_option *opt, const struct vg_t
 }
 
 /* Text from the environment, the command line or a schema default. */
-static int value_from_text(const struct vg_config_option *opt, const char *text,
-                           const char *where, struct config_value *v, struct vg_error *err)
+static int value_from_text(const struct vg_config_option *opt, const char *text, const char *where,
+                           struct config_value *v, struct vg_error *err)
 {
         char shown[80];
 
         /* Everything ends up in TOML (vigil config show), and TOML is UTF-8. */
         if (!vg_toml_utf8_valid(text, strlen(text)))
-                return vg_error_set(err, -EINVAL, "%s: the value of '%s' is not valid UTF-8",
-                                    where, opt->name);
+                return vg_error_set(err, -EINVAL, "%s: the value of '%s' is not valid UTF-8", where,
+                                    opt->name);
         switch (opt->type) {
         case VG_CONFIG_STRING:
         case VG_CONFIG_PATH:
@@ -314,9 +314,8 @@ static int value_from_text(const struct vg_config_option *opt, const char *text,
         case VG_CONFIG_INTEGER:
                 if (!parse_decimal(text, &v->integer))
                         return vg_error_set(err, -EINVAL,
-                                            "%s: '%s' expects a decimal integer, found '%s'",
-                                            where, opt->name,
-                                            show_text(text, shown, sizeof(shown)));
+                                            "%s: '%s' expects a decimal integer, found '%s'", where,
+                                            opt->name, show_text(text, shown, sizeof(shown)));
                 break;
         case VG_CONFIG_BOOLEAN:
                 if (!parse_bool_text(text, &v->boolean))
@@ -477,8 +476,8 @@ static int apply_doc(struct vg_config *cfg, const struct vg_toml_doc *doc, const
                          * top is most likely a missing [section] header. */
                         if (!*ent->table && i >= 0)
                                 vg_warn(VG_F("file", path, "line", line),
-                                        "'%s' is outside any [%s] section, ignored",
-                                        ent->key, schema->section);
+                                        "'%s' is outside any [%s] section, ignored", ent->key,
+                                        schema->section);
                         continue;
                 }
                 if (i < 0) {
@@ -542,8 +541,7 @@ static int read_config_file(const char *path, bool required, const char *named_b
                 return vg_error_set(err, -e, "cannot read %s%s: %s", path, by, strerror(e));
         }
         if (S_ISDIR(st.st_mode))
-                return vg_error_set(err, -EISDIR, "%s%s is a directory, expected a file", path,
-                                    by);
+                return vg_error_set(err, -EISDIR, "%s%s is a directory, expected a file", path, by);
         if (S_ISREG(st.st_mode) && st.st_size > VG_CONFIG_MAX_FILE_SIZE)
                 return vg_error_set(err, -EFBIG, "%s is too large (%jd bytes; the limit is 1 MiB)",
                                     path, (intmax_t)st.st_size);
@@ -557,8 +555,7 @@ static int read_config_file(const char *path, bool required, const char *named_b
                         continue;
                 if (got < 0) {
                         e = errno;
-                        return vg_error_set(err, -e, "cannot read %s%s: %s", path, by,
-                                            strerror(e));
+                        return vg_error_set(err, -e, "cannot read %s%s: %s", path, by, strerror(e));
                 }
                 if (got == 0)
                         break;
@@ -712,7 +709,7 @@ static int apply_env(struct vg_config *cfg, char *const *env, struct vg_error *e
                 known = strcmp(var, config_var) == 0;
                 for (size_t i = 0; !known && i < cfg->n; i++) {
                         _cleanup_free_ char *name =
-                                env_name(schema->component, schema->options[i].name);
+                            env_name(schema->component, schema->options[i].name);
                         known = name && strcmp(name, var) == 0;
                 }
                 if (!known)
@@ -884,8 +881,8 @@ static const struct config_slot *slot_of(const struct vg_config *cfg, const char
         ssize_t i = option_index(cfg->schema, name);
 
         if (i < 0) {
-                vg_err(VG_F("option", name), "%s: option is not declared by the %s schema",
-                       getter, cfg->schema->component);
+                vg_err(VG_F("option", name), "%s: option is not declared by the %s schema", getter,
+                       cfg->schema->component);
                 abort();
         }
         if (cfg->schema->options[i].type != t1 && cfg->schema->options[i].type != t2) {
@@ -913,7 +910,7 @@ bool vg_config_boolean(const struct vg_config *cfg, const char *name)
 char *const *vg_config_strv(const struct vg_config *cfg, const char *name)
 {
         const struct config_slot *s =
-                slot_of(cfg, name, VG_CONFIG_STRING_LIST, VG_CONFIG_STRING_LIST, __func__);
+            slot_of(cfg, name, VG_CONFIG_STRING_LIST, VG_CONFIG_STRING_LIST, __func__);
 
         return s->value.strv ? s->value.strv : empty_strv;
 }

@@ -20,18 +20,18 @@
 
 enum vg_config_type {
         VG_CONFIG_STRING,
-        VG_CONFIG_PATH,         /* a string that must be absolute (relative refused); "" unsets */
+        VG_CONFIG_PATH, /* a string that must be absolute (relative refused); "" unsets */
         VG_CONFIG_INTEGER,
         VG_CONFIG_BOOLEAN,
-        VG_CONFIG_STRING_LIST,  /* in a file: an array of strings, or a string read as text */
+        VG_CONFIG_STRING_LIST, /* in a file: an array of strings, or a string read as text */
 };
 
 struct vg_config_option {
-        const char *name;       /* in the component's section, e.g. "registrar_port" */
+        const char *name; /* in the component's section, e.g. "registrar_port" */
         enum vg_config_type type;
-        const char *def;        /* default as text ("8890", "true", "a,b"); NULL = unset */
-        const char *help;       /* one line for `vigil config show` and the man page */
-        int64_t min, max;       /* VG_CONFIG_INTEGER bounds; min == max == 0 means any */
+        const char *def;  /* default as text ("8890", "true", "a,b"); NULL = unset */
+        const char *help; /* one line for `vigil config show` and the man page */
+        int64_t min, max; /* VG_CONFIG_INTEGER bounds; min == max == 0 means any */
 };
 
 /* Names (component, section, aliases, options) are bare TOML keys: A-Za-z0-9_-. */
@@ -46,12 +46,12 @@ struct vg_config_schema {
  * KEYLIME_AGENT_CONFIG), <conf_dir>/<component>.conf; the drop-ins ("*.conf" in <main>.d/) are
  * read only for the last, the default file. */
 struct vg_config_load_opts {
-        const char *conf_dir;   /* NULL: $VIGIL_CONF_DIR or the compiled-in /etc/vigil */
-        const char *file;       /* -c FILE: replaces <conf_dir>/<component>.conf; its .d still read
-                                 * only when it is the default file */
-        char *const *environ;   /* NULL: the process environment */
-        bool strict_unknown;    /* unknown keys in the component's section are errors, else
-                                 * warnings (logged with FILE:LINE) */
+        const char *conf_dir; /* NULL: $VIGIL_CONF_DIR or the compiled-in /etc/vigil */
+        const char *file;     /* -c FILE: replaces <conf_dir>/<component>.conf; its .d still read
+                               * only when it is the default file */
+        char *const *environ; /* NULL: the process environment */
+        bool strict_unknown;  /* unknown keys in the component's section are errors, else
+                               * warnings (logged with FILE:LINE) */
 };
 
 struct vg_config;

@@ -67,8 +67,7 @@ static int b64_value(char c, enum vg_b64_variant v)
         return -1;
 }
 
-int vg_b64_decode(const char *s, size_t len, enum vg_b64_variant v, uint8_t **out,
-                  size_t *out_len)
+int vg_b64_decode(const char *s, size_t len, enum vg_b64_variant v, uint8_t **out, size_t *out_len)
 {
         size_t pad = 0, data_len, n = 0;
         uint32_t acc = 0;

@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 enum vg_b64_variant {
-        VG_B64_STD,     /* A-Z a-z 0-9 + /, '=' padding */
-        VG_B64_URL,     /* A-Z a-z 0-9 - _, no padding (RFC 7515 base64url) */
+        VG_B64_STD, /* A-Z a-z 0-9 + /, '=' padding */
+        VG_B64_URL, /* A-Z a-z 0-9 - _, no padding (RFC 7515 base64url) */
 };
 
 /* Length of the encoding of n bytes, without the terminating NUL. */
@@ -19,8 +19,7 @@ char *vg_b64_encode(const void *data, size_t len, enum vg_b64_variant v);
  * NUL-terminated for convenience). STD accepts padding and requires it to be correct; URL
  * accepts it absent or present. Whitespace and characters of the other alphabet are refused:
  * -EINVAL. */
-int vg_b64_decode(const char *s, size_t len, enum vg_b64_variant v, uint8_t **out,
-                  size_t *out_len);
+int vg_b64_decode(const char *s, size_t len, enum vg_b64_variant v, uint8_t **out, size_t *out_len);
 
 /* Lower-case hex of len bytes into a new string. */
 char *vg_hex_encode(const void *data, size_t len);

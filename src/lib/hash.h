@@ -19,7 +19,8 @@ enum vg_hash_alg {
 int vg_hash_alg_from_name(const char *name, enum vg_hash_alg *out);
 const char *vg_hash_alg_name(enum vg_hash_alg alg);
 size_t vg_hash_size(enum vg_hash_alg alg);
-/* TPM2_ALG_ID (TCG Algorithm Registry): sha1 0x0004, sha256 0x000B, sha384 0x000C, sha512 0x000D. */
+/* TPM2_ALG_ID (TCG Algorithm Registry): sha1 0x0004, sha256 0x000B, sha384 0x000C, sha512 0x000D.
+ */
 uint16_t vg_hash_tpm_alg_id(enum vg_hash_alg alg);
 int vg_hash_alg_from_tpm_id(uint16_t id, enum vg_hash_alg *out);
 

@@ -241,7 +241,7 @@ static void call_finish(struct vg_http_call *call, struct vg_http_message *msg,
         if (msg) {
                 resp = calloc(1, sizeof(*resp));
                 if (!resp) {
-                        struct vg_error oom = {.code = -ENOMEM, .msg = "out of memory"};
+                        struct vg_error oom = { .code = -ENOMEM, .msg = "out of memory" };
                         vg_http_message_free(msg);
                         call->in_callback = true;
                         call->cb(NULL, &oom, call->userdata);
@@ -266,7 +266,7 @@ static void call_fail(struct vg_http_call *call, int code, const char *fmt, ...)
 
 static void call_fail(struct vg_http_call *call, int code, const char *fmt, ...)
 {
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
         va_list ap;
 
         va_start(ap, fmt);
@@ -282,7 +282,7 @@ static void conn_fail(struct cconn *c, int code, const char *fmt, ...)
 static void conn_fail(struct cconn *c, int code, const char *fmt, ...)
 {
         struct vg_http_call *call = c->call;
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
         va_list ap;
 
         va_start(ap, fmt);
@@ -298,8 +298,8 @@ static void call_timer_cb(evutil_socket_t fd, short what, void *arg)
         struct vg_http_call *call = arg;
 
         if (!call->started) {
-                struct timeval tv = {.tv_sec = call->timeout_ms / 1000,
-                                     .tv_usec = (call->timeout_ms % 1000) * 1000};
+                struct timeval tv = { .tv_sec = call->timeout_ms / 1000,
+                                      .tv_usec = (call->timeout_ms % 1000) * 1000 };
                 call->started = true;
                 evtimer_add(call->timer, &tv);
                 call_start(call);
@@ -373,8 +373,8 @@ static void idle_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void conn_park(struct cconn *c)
 {
         struct vg_http_client *cl = c->client;
-        struct timeval tv = {.tv_sec = cl->idle_timeout_ms / 1000,
-                             .tv_usec = (cl->idle_timeout_ms % 1000) * 1000};
+        struct timeval tv = { .tv_sec = cl->idle_timeout_ms / 1000,
+                              .tv_usec = (cl->idle_timeout_ms % 1000) * 1000 };
         unsigned n = 0;
 
         for (struct cconn *o = cl->conns; o; o = o->next)
@@ -414,7 +414,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
                 return;
         }
         for (;;) {
-                struct evbuffer_iovec v = {0};
+                struct evbuffer_iovec v = { 0 };
                 size_t used = 0;
                 const char *why;
                 int status;
@@ -529,7 +529,7 @@ static void connected(struct cconn *c)
 {
         int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
         int fd = c->fd;
-        struct vg_error err = {0};
+        struct vg_error err = { 0 };
 
         if (c->https) {
                 SSL *ssl = SSL_new(c->ctx);
@@ -629,9 +629,9 @@ static void conn_try_next(struct cconn *c)
 static struct cconn *conn_new(struct vg_http_call *call)
 {
         struct vg_http_client *cl = call->client;
-        struct vg_http_limits lim = {.max_header_bytes = cl->max_header_bytes,
-                                     .max_body = cl->max_response_bytes,
-                                     .max_headers = 256};
+        struct vg_http_limits lim = { .max_header_bytes = cl->max_header_bytes,
+                                      .max_body = cl->max_response_bytes,
+                                      .max_headers = 256 };
         struct cconn *c = calloc(1, sizeof(*c));
 
         if (!c)
@@ -703,7 +703,7 @@ static void call_start(struct vg_http_call *call)
         } else {
                 /* Host names resolve with getaddrinfo(), which blocks the loop for the lookup:
                  * daemons are configured with addresses (Keylime's are), tools may use names. */
-                struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+                struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
                 char port[8];
                 int r;
 
@@ -725,7 +725,7 @@ static void call_start(struct vg_http_call *call)
 int vg_http_client_new(struct event_base *base, const struct vg_http_client_config *cfg,
                        struct vg_http_client **out, struct vg_error *err)
 {
-        static const struct vg_http_client_config defaults = {0};
+        static const struct vg_http_client_config defaults = { 0 };
         struct vg_http_client *cl = calloc(1, sizeof(*cl));
 
         if (!cfg)
@@ -773,7 +773,7 @@ uint64_t vg_http_client_connects(const struct vg_http_client *cl)
 
 static bool header_allowed(const char *name)
 {
-        static const char *const ours[] = {"content-length", "transfer-encoding", "connection"};
+        static const char *const ours[] = { "content-length", "transfer-encoding", "connection" };
 
         for (size_t i = 0; i < VG_ARRAY_SIZE(ours); i++)
                 if (strcasecmp(name, ours[i]) == 0)
@@ -861,10 +861,10 @@ int vg_http_client_send(struct vg_http_client *cl, const struct vg_http_client_r
                         vg_http_client_cb cb, void *userdata, struct vg_http_call **out,
                         struct vg_error *err)
 {
-        static const char *const idempotent[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"};
+        static const char *const idempotent[] = { "GET", "HEAD", "PUT", "DELETE", "OPTIONS" };
         struct vg_http_call *call;
         const char *method = req->method ? req->method : "GET";
-        struct timeval zero = {0, 0};
+        struct timeval zero = { 0, 0 };
         int r;
 
         if (!cb || !req->url)
@@ -934,7 +934,7 @@ int vg_http_fetch(const struct vg_http_client_config *cfg, const struct vg_http_
 {
         struct event_base *base = event_base_new();
         struct vg_http_client *cl = NULL;
-        struct fetch_state st = {0};
+        struct fetch_state st = { 0 };
         int r;
 
         *resp = NULL;

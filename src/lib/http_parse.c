@@ -437,9 +437,9 @@ static enum vg_http_parse_result decide_framing(struct vg_http_parser *p)
 {
         struct vg_http_message *m = p->msg;
         bool request = p->kind == VG_HTTP_KIND_REQUEST;
-        struct length_ctx len = {.value = -1};
-        struct coding_ctx te = {0};
-        struct conn_ctx conn = {0};
+        struct length_ctx len = { .value = -1 };
+        struct coding_ctx te = { 0 };
+        struct conn_ctx conn = { 0 };
         size_t hosts = 0;
         bool have_len = false, have_te = false;
 
@@ -905,42 +905,42 @@ const char *vg_http_status_reason(int status)
                 int code;
                 const char *text;
         } reasons[] = {
-            {100, "Continue"},
-            {101, "Switching Protocols"},
-            {200, "OK"},
-            {201, "Created"},
-            {202, "Accepted"},
-            {204, "No Content"},
-            {206, "Partial Content"},
-            {301, "Moved Permanently"},
-            {302, "Found"},
-            {304, "Not Modified"},
-            {307, "Temporary Redirect"},
-            {308, "Permanent Redirect"},
-            {400, "Bad Request"},
-            {401, "Unauthorized"},
-            {403, "Forbidden"},
-            {404, "Not Found"},
-            {405, "Method Not Allowed"},
-            {406, "Not Acceptable"},
-            {408, "Request Timeout"},
-            {409, "Conflict"},
-            {410, "Gone"},
-            {411, "Length Required"},
-            {412, "Precondition Failed"},
-            {413, "Content Too Large"},
-            {414, "URI Too Long"},
-            {415, "Unsupported Media Type"},
-            {417, "Expectation Failed"},
-            {422, "Unprocessable Content"},
-            {429, "Too Many Requests"},
-            {431, "Request Header Fields Too Large"},
-            {500, "Internal Server Error"},
-            {501, "Not Implemented"},
-            {502, "Bad Gateway"},
-            {503, "Service Unavailable"},
-            {504, "Gateway Timeout"},
-            {505, "HTTP Version Not Supported"},
+                { 100, "Continue" },
+                { 101, "Switching Protocols" },
+                { 200, "OK" },
+                { 201, "Created" },
+                { 202, "Accepted" },
+                { 204, "No Content" },
+                { 206, "Partial Content" },
+                { 301, "Moved Permanently" },
+                { 302, "Found" },
+                { 304, "Not Modified" },
+                { 307, "Temporary Redirect" },
+                { 308, "Permanent Redirect" },
+                { 400, "Bad Request" },
+                { 401, "Unauthorized" },
+                { 403, "Forbidden" },
+                { 404, "Not Found" },
+                { 405, "Method Not Allowed" },
+                { 406, "Not Acceptable" },
+                { 408, "Request Timeout" },
+                { 409, "Conflict" },
+                { 410, "Gone" },
+                { 411, "Length Required" },
+                { 412, "Precondition Failed" },
+                { 413, "Content Too Large" },
+                { 414, "URI Too Long" },
+                { 415, "Unsupported Media Type" },
+                { 417, "Expectation Failed" },
+                { 422, "Unprocessable Content" },
+                { 429, "Too Many Requests" },
+                { 431, "Request Header Fields Too Large" },
+                { 500, "Internal Server Error" },
+                { 501, "Not Implemented" },
+                { 502, "Bad Gateway" },
+                { 503, "Service Unavailable" },
+                { 504, "Gateway Timeout" },
+                { 505, "HTTP Version Not Supported" },
         };
 
         for (size_t i = 0; i < VG_ARRAY_SIZE(reasons); i++)

@@ -121,7 +121,7 @@ static void process_input(struct conn *c);
 static void conn_free(struct conn *c);
 
 static const char *const known_methods[] = {
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 };
 
 static void format_peer(const struct sockaddr *sa, char *out, size_t len)
@@ -143,7 +143,7 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t len)
 
 static void arm(struct conn *c, enum timer_kind kind, unsigned ms)
 {
-        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+        struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
         c->timer_kind = kind;
         evtimer_add(c->timer, &tv);
@@ -271,8 +271,8 @@ void vg_http_request_on_cancel(struct vg_http_request *req, vg_http_cancel_fn fn
 
 int vg_http_reply_header(struct vg_http_request *req, const char *name, const char *value)
 {
-        static const char *const reserved[] = {"content-length", "transfer-encoding", "connection",
-                                               "date"};
+        static const char *const reserved[] = { "content-length", "transfer-encoding", "connection",
+                                                "date" };
 
         if (!vg_http_is_token(name) || !vg_http_is_field_value(value))
                 return -EINVAL;
@@ -289,9 +289,9 @@ int vg_http_reply_header(struct vg_http_request *req, const char *name, const ch
 /* IMF-fixdate (RFC 9110 5.6.7), independent of the locale. */
 static void http_date(char *out, size_t len)
 {
-        static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-        static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+        static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+        static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
         time_t now = time(NULL);
         struct tm tm;
 
@@ -493,8 +493,11 @@ int vg_http_server_route(struct vg_http_server *srv, const char *method, const c
                         r = -ENOMEM;
                 } else {
                         srv->routes = nr;
-                        nr[srv->n_routes++] = (struct route){
-                            .method = m, .segs = segs, .n_segs = n, .fn = fn, .userdata = userdata};
+                        nr[srv->n_routes++] = (struct route){ .method = m,
+                                                              .segs = segs,
+                                                              .n_segs = n,
+                                                              .fn = fn,
+                                                              .userdata = userdata };
                         return 0;
                 }
         }
@@ -598,7 +601,7 @@ static int parse_query(struct vg_http_request *req, const char *q)
                                 return -ENOMEM;
                         req->query = nq;
                         struct kv *kv = &nq[req->n_query];
-                        *kv = (struct kv){0};
+                        *kv = (struct kv){ 0 };
                         int r = vg_http_percent_decode(q, klen, true, &kv->name);
                         if (r == 0)
                                 r = eq ? vg_http_percent_decode(eq + 1, n - klen - 1, true,
@@ -770,7 +773,7 @@ static void process_input(struct conn *c)
         struct evbuffer *in = bufferevent_get_input(c->bev);
 
         while (c->state == C_READ) {
-                struct evbuffer_iovec v = {0};
+                struct evbuffer_iovec v = { 0 };
                 bool started = vg_http_parser_started(c->parser);
                 size_t used = 0;
                 const char *msg;
@@ -1005,8 +1008,8 @@ static int conn_start(struct vg_http_server *srv, struct bufferevent *bev, const
                       bool tls)
 {
         struct vg_http_limits lim = srv->limits;
-        struct timeval wtv = {.tv_sec = srv->write_timeout_ms / 1000,
-                              .tv_usec = (srv->write_timeout_ms % 1000) * 1000};
+        struct timeval wtv = { .tv_sec = srv->write_timeout_ms / 1000,
+                               .tv_usec = (srv->write_timeout_ms % 1000) * 1000 };
         struct conn *c = calloc(1, sizeof(*c));
 
         if (!c || vg_http_parser_new(VG_HTTP_KIND_REQUEST, &lim, &c->parser) < 0 ||
@@ -1103,7 +1106,7 @@ int vg_http_server_adopt(struct vg_http_server *srv, struct bufferevent *bev, co
 static int listen_on(struct vg_http_server *srv, const char *address, uint16_t port,
                      struct vg_error *err)
 {
-        struct sockaddr_storage ss = {0};
+        struct sockaddr_storage ss = { 0 };
         struct sockaddr_in *in = (struct sockaddr_in *)&ss;
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
         socklen_t len;
@@ -1159,10 +1162,10 @@ int vg_http_server_new(struct event_base *base, const struct vg_http_server_conf
                 return vg_error_set(err, -ENOMEM, "out of memory");
         }
         srv->limits = (struct vg_http_limits){
-            .max_start_line = cfg->max_start_line,
-            .max_header_bytes = cfg->max_header_bytes,
-            .max_headers = cfg->max_headers,
-            .max_body = cfg->max_body_bytes,
+                .max_start_line = cfg->max_start_line,
+                .max_header_bytes = cfg->max_header_bytes,
+                .max_headers = cfg->max_headers,
+                .max_body = cfg->max_body_bytes,
         };
         srv->max_connections = cfg->max_connections ? cfg->max_connections : 1024;
         srv->header_timeout_ms = cfg->header_timeout_ms ? cfg->header_timeout_ms : 10000;

@@ -18,8 +18,8 @@ static struct {
 } log_state = { .component = "vigil", .level = VG_LOG_INFO };
 
 static const char *const level_names[] = {
-        [VG_LOG_ERR] = "error",   [VG_LOG_WARNING] = "warning", [VG_LOG_NOTICE] = "notice",
-        [VG_LOG_INFO] = "info",   [VG_LOG_DEBUG] = "debug",
+        [VG_LOG_ERR] = "error", [VG_LOG_WARNING] = "warning", [VG_LOG_NOTICE] = "notice",
+        [VG_LOG_INFO] = "info", [VG_LOG_DEBUG] = "debug",
 };
 
 void vg_log_setup(const struct vg_log_config *cfg)
@@ -37,8 +37,9 @@ int vg_log_level_from_string(const char *s, enum vg_log_level *out)
                 const char *name;
                 enum vg_log_level level;
         } names[] = {
-                { "error", VG_LOG_ERR },   { "err", VG_LOG_ERR },         { "warning", VG_LOG_WARNING },
-                { "warn", VG_LOG_WARNING }, { "notice", VG_LOG_NOTICE }, { "info", VG_LOG_INFO },
+                { "error", VG_LOG_ERR },       { "err", VG_LOG_ERR },
+                { "warning", VG_LOG_WARNING }, { "warn", VG_LOG_WARNING },
+                { "notice", VG_LOG_NOTICE },   { "info", VG_LOG_INFO },
                 { "debug", VG_LOG_DEBUG },
         };
 
@@ -93,8 +94,8 @@ static json_t *json_string_lossy(const char *s)
         return j;
 }
 
-static void emit_json(FILE *out, const char *ts, enum vg_log_level level,
-                      const char *const *fields, const char *msg)
+static void emit_json(FILE *out, const char *ts, enum vg_log_level level, const char *const *fields,
+                      const char *msg)
 {
         json_t *o = json_object();
         char *line;

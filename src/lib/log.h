@@ -15,10 +15,10 @@ enum vg_log_level {
 };
 
 struct vg_log_config {
-        const char *component;    /* "vigil-agent"; copied */
-        enum vg_log_level level;  /* lines above this level are dropped */
-        bool json;                /* JSON lines instead of plain text */
-        FILE *out;                /* NULL means stderr */
+        const char *component;   /* "vigil-agent"; copied */
+        enum vg_log_level level; /* lines above this level are dropped */
+        bool json;               /* JSON lines instead of plain text */
+        FILE *out;               /* NULL means stderr */
 };
 
 /* Logging is the one piece of process-wide state: main() configures it once, before any
@@ -33,16 +33,16 @@ bool vg_log_enabled(enum vg_log_level level);
 /* fields: NULL, or a NULL-terminated list of key, value, key, value... strings; a NULL value
  * skips its pair. Build it with VG_F("agent", uuid, "file", path). */
 void vg_log(enum vg_log_level level, const char *const *fields, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void vg_logv(enum vg_log_level level, const char *const *fields, const char *fmt, va_list ap)
-        __attribute__((format(printf, 3, 0)));
+    __attribute__((format(printf, 3, 0)));
 
 #define VG_F(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
-#define vg_err(fields, ...) vg_log(VG_LOG_ERR, fields, __VA_ARGS__)
-#define vg_warn(fields, ...) vg_log(VG_LOG_WARNING, fields, __VA_ARGS__)
+#define vg_err(fields, ...)    vg_log(VG_LOG_ERR, fields, __VA_ARGS__)
+#define vg_warn(fields, ...)   vg_log(VG_LOG_WARNING, fields, __VA_ARGS__)
 #define vg_notice(fields, ...) vg_log(VG_LOG_NOTICE, fields, __VA_ARGS__)
-#define vg_info(fields, ...) vg_log(VG_LOG_INFO, fields, __VA_ARGS__)
+#define vg_info(fields, ...)   vg_log(VG_LOG_INFO, fields, __VA_ARGS__)
 #define vg_debug(fields, ...)                                                                      \
         do {                                                                                       \
                 if (vg_log_enabled(VG_LOG_DEBUG))                                                  \

@@ -18,7 +18,7 @@
 
 #define DEFAULT_FILE "vigil.sqlite"
 #define URL_FORMS                                                                                  \
-        "expected \"sqlite\", \"sqlite:///relative/path\", \"sqlite:////absolute/path\", a "     \
+        "expected \"sqlite\", \"sqlite:///relative/path\", \"sqlite:////absolute/path\", a "       \
         "file path, or \"postgresql://user:password@host/dbname\""
 
 struct vg_store {
@@ -38,10 +38,10 @@ struct vg_stmt {
         void *impl;
         char *sql;
         int n_params;
-        bool *bound;      /* [n_params], indexed by $N - 1 */
-        bool started;     /* stepped since the last reset */
-        bool done;        /* the run finished */
-        bool has_row;     /* the last step returned a row */
+        bool *bound;  /* [n_params], indexed by $N - 1 */
+        bool started; /* stepped since the last reset */
+        bool done;    /* the run finished */
+        bool has_row; /* the last step returned a row */
         int n_cols;
         struct vg_error bind_err; /* the first bind failure, reported by the next step */
 };
@@ -131,8 +131,8 @@ static int parse_sqlite(const char *url, const char *rest, const struct vg_store
         if (!path)
                 return -ENOMEM;
         if (path[0] == '\0' || strcmp(path, "/") == 0)
-                return vg_error_set(err, -EINVAL, "database_url \"%s\" has no file name; %s",
-                                    url, URL_FORMS);
+                return vg_error_set(err, -EINVAL, "database_url \"%s\" has no file name; %s", url,
+                                    URL_FORMS);
         if (strcmp(path, ":memory:") == 0)
                 return vg_error_set(err, -EINVAL,
                                     "database_url \"%s\" names an in-memory database, which "
@@ -221,8 +221,7 @@ int vg_store_url_parse(const char *url, const struct vg_store_options *opts,
         if (strcmp(url, "sqlite") == 0) {
                 /* Keylime: the component's default file in its work directory. */
                 u.backend = VG_STORE_SQLITE;
-                r = join_path(dir,
-                              opts && opts->default_file ? opts->default_file : DEFAULT_FILE,
+                r = join_path(dir, opts && opts->default_file ? opts->default_file : DEFAULT_FILE,
                               &u.target);
                 if (r < 0)
                         return r;
@@ -248,8 +247,8 @@ int vg_store_url_parse(const char *url, const struct vg_store_options *opts,
                 _cleanup_free_ char *shown = redact_password(url);
 
                 return vg_error_set(err, -EINVAL, "database_url \"%s\": unknown scheme%s%s%s; %s",
-                                    shown ? shown : "", is_url ? " \"" : "",
-                                    is_url ? scheme : "", is_url ? "\"" : "", URL_FORMS);
+                                    shown ? shown : "", is_url ? " \"" : "", is_url ? scheme : "",
+                                    is_url ? "\"" : "", URL_FORMS);
         }
         if (!is_url) {
                 u.backend = VG_STORE_SQLITE;
@@ -455,8 +454,7 @@ static void backoff(int attempt)
                 ;
 }
 
-int vg_store_transact(struct vg_store *s, vg_store_txn_fn fn, void *userdata,
-                      struct vg_error *err)
+int vg_store_transact(struct vg_store *s, vg_store_txn_fn fn, void *userdata, struct vg_error *err)
 {
         int64_t deadline = now_ms() + s->busy_timeout_ms;
         int r = -EBUSY, attempt;
@@ -575,7 +573,7 @@ void vg_store_sql_excerpt(const char *sql, char *buf, size_t size)
 }
 
 static int stmt_misuse(struct vg_stmt *st, struct vg_error *err, int code, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int stmt_misuse(struct vg_stmt *st, struct vg_error *err, int code, const char *fmt, ...)
 {
         char what[256], sql[96];
@@ -880,7 +878,8 @@ static int apply_one(struct vg_store *s, void *userdata, struct vg_error *err)
                 return 0;
         r = vg_store_exec(s, ms->m->sql, err);
         if (r < 0) {
-                vg_error_prefix(err, "migration %d (%s) of the %s schema failed, nothing of it "
+                vg_error_prefix(err,
+                                "migration %d (%s) of the %s schema failed, nothing of it "
                                 "was kept: ",
                                 ms->m->version, ms->m->description, ms->component);
                 return r;
@@ -906,8 +905,7 @@ static int apply_one(struct vg_store *s, void *userdata, struct vg_error *err)
 }
 
 int vg_store_migrate(struct vg_store *s, const char *component,
-                     const struct vg_store_migration *migrations, size_t n,
-                     struct vg_error *err)
+                     const struct vg_store_migration *migrations, size_t n, struct vg_error *err)
 {
         int cur, latest, r;
 

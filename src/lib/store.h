@@ -153,8 +153,7 @@ bool vg_store_in_transaction(const struct vg_store *s);
  */
 typedef int (*vg_store_txn_fn)(struct vg_store *s, void *userdata, struct vg_error *err);
 #define VG_STORE_TRANSACT_ATTEMPTS 8
-int vg_store_transact(struct vg_store *s, vg_store_txn_fn fn, void *userdata,
-                      struct vg_error *err);
+int vg_store_transact(struct vg_store *s, vg_store_txn_fn fn, void *userdata, struct vg_error *err);
 
 /* Prepare exactly one statement with $N parameters. */
 int vg_store_prepare(struct vg_store *s, const char *sql, struct vg_stmt **out,
@@ -229,9 +228,7 @@ struct vg_store_migration {
 };
 
 int vg_store_migrate(struct vg_store *s, const char *component,
-                     const struct vg_store_migration *migrations, size_t n,
-                     struct vg_error *err);
+                     const struct vg_store_migration *migrations, size_t n, struct vg_error *err);
 /* The version recorded for component; 0 when it has none (or there is no vigil_schema). */
 int vg_store_schema_version(struct vg_store *s, const char *component, int *version,
                             struct vg_error *err);
-

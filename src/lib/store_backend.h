@@ -33,8 +33,7 @@ struct vg_store_ops {
         int (*bind_null)(void *stmt, int idx, struct vg_error *err);
         int (*bind_int64)(void *stmt, int idx, int64_t v, struct vg_error *err);
         int (*bind_text)(void *stmt, int idx, const char *text, struct vg_error *err);
-        int (*bind_blob)(void *stmt, int idx, const void *p, size_t len,
-                         struct vg_error *err);
+        int (*bind_blob)(void *stmt, int idx, const void *p, size_t len, struct vg_error *err);
         /* 1 row, 0 done (then changes and last_insert_id are current), < 0 error. */
         int (*step)(void *stmt, struct vg_error *err);
         void (*reset)(void *stmt);

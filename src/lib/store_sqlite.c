@@ -25,7 +25,7 @@ struct sq_conn {
 struct sq_stmt {
         struct sq_conn *c; /* for messages only; never touched by finalize */
         sqlite3_stmt *st;
-        int *index;        /* [n_params]: SQLite's parameter index of $N */
+        int *index; /* [n_params]: SQLite's parameter index of $N */
         int n_params;
         int64_t changes, last_id;
 };
@@ -41,8 +41,8 @@ static int sq_errno(sqlite3 *db, int rc)
                 return -EBUSY;
         case SQLITE_CONSTRAINT:
                 return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY
-                               ? -EEXIST
-                               : -EINVAL;
+                           ? -EEXIST
+                           : -EINVAL;
         case SQLITE_NOTADB:
         case SQLITE_CORRUPT:
                 return -EBADMSG;
@@ -180,15 +180,13 @@ static int check_parent_dir(const char *path, struct vg_error *err)
                                             "or point database_url (or data_dir) elsewhere",
                                             path, dir);
                 if (e == ENOTDIR)
-                        return vg_error_set(err, -ENOTDIR,
-                                            "database %s: part of %s is not a directory", path,
-                                            dir);
+                        return vg_error_set(
+                            err, -ENOTDIR, "database %s: part of %s is not a directory", path, dir);
                 return vg_error_set(err, -e, "database %s: cannot access directory %s: %s", path,
                                     dir, strerror(e));
         }
         if (!S_ISDIR(st.st_mode))
-                return vg_error_set(err, -ENOTDIR, "database %s: %s is not a directory", path,
-                                    dir);
+                return vg_error_set(err, -ENOTDIR, "database %s: %s is not a directory", path, dir);
         return 0;
 }
 
@@ -208,8 +206,8 @@ static int create_private(const char *path, bool *created, mode_t *mode, struct 
                         e = errno;
                         close(fd);
                         unlink(path);
-                        return vg_error_set(err, -e, "database %s: cannot set mode 0600: %s",
-                                            path, strerror(e));
+                        return vg_error_set(err, -e, "database %s: cannot set mode 0600: %s", path,
+                                            strerror(e));
                 }
                 close(fd);
                 *created = true;
@@ -279,9 +277,8 @@ static int sq_configure(struct sq_conn *c, struct vg_error *err)
         if (r < 0)
                 return r;
         if (strcmp(v, "1") != 0)
-                return vg_error_set(err, -ENOTSUP,
-                                    "database %s: this SQLite cannot enforce foreign keys",
-                                    c->path);
+                return vg_error_set(
+                    err, -ENOTSUP, "database %s: this SQLite cannot enforce foreign keys", c->path);
         return 0;
 }
 
@@ -298,8 +295,8 @@ static int sq_connect(struct sq_conn *c, bool check_integrity, struct vg_error *
                 return vg_error_set(err, sq_errno(c->db, rc), "database %s: cannot open: %s",
                                     c->path, sqlite3_errmsg(c->db));
         sqlite3_extended_result_codes(c->db, 1);
-        sqlite3_busy_timeout(c->db, c->busy_timeout_ms > INT_MAX ? INT_MAX
-                                                                 : (int)c->busy_timeout_ms);
+        sqlite3_busy_timeout(c->db,
+                             c->busy_timeout_ms > INT_MAX ? INT_MAX : (int)c->busy_timeout_ms);
         /* SQLite falls back to read-only when it may not write; a daemon would only find
          * out at its first update. */
         if (sqlite3_db_readonly(c->db, "main") == 1)
@@ -311,8 +308,8 @@ static int sq_connect(struct sq_conn *c, bool check_integrity, struct vg_error *
         return r;
 }
 
-static int sq_open(const struct vg_store_url *url, const struct vg_store_options *opts,
-                   void **out, struct vg_error *err)
+static int sq_open(const struct vg_store_url *url, const struct vg_store_options *opts, void **out,
+                   struct vg_error *err)
 {
         _cleanup_(sq_closep) struct sq_conn *c = NULL;
         const char *path = url->target;
@@ -517,8 +514,7 @@ static int map_parameters(struct sq_conn *c, struct sq_stmt *s, const char *sql,
         return 0;
 }
 
-static int sq_prepare(void *conn, const char *sql, void **out, int *n_params,
-                      struct vg_error *err)
+static int sq_prepare(void *conn, const char *sql, void **out, int *n_params, struct vg_error *err)
 {
         _cleanup_(sq_finalizep) struct sq_stmt *s = NULL;
         struct sq_conn *c = conn;
@@ -600,10 +596,8 @@ static int sq_bind_blob(void *stmt, int idx, const void *p, size_t len, struct v
 
         /* A zero-length blob with a pointer is an empty value, not NULL: SQLite makes NULL of
          * a NULL pointer only, and p is not NULL here. */
-        return sq_bind_result(s, idx,
-                              sqlite3_bind_blob64(s->st, s->index[idx - 1], p, len,
-                                                  SQLITE_TRANSIENT),
-                              err);
+        return sq_bind_result(
+            s, idx, sqlite3_bind_blob64(s->st, s->index[idx - 1], p, len, SQLITE_TRANSIENT), err);
 }
 
 static int sq_step(void *stmt, struct vg_error *err)

@@ -245,15 +245,15 @@ static const char *show_key(const char *key, char *buf, size_t size)
  * Keeping components rather than full dotted names keeps memory linear in the input, however
  * long the table names and however many keys each has. */
 enum name_kind {
-        NAME_TABLE_IMPLICIT,    /* a prefix of a [header], may still get its own header */
+        NAME_TABLE_IMPLICIT, /* a prefix of a [header], may still get its own header */
         NAME_TABLE,
         NAME_KEY,
 };
 
 struct name_slot {
-        char *name;             /* decoded component; NULL for an empty slot */
-        size_t scope;           /* id of the table holding it */
-        size_t id;              /* a table's own id, the scope of what it holds */
+        char *name;   /* decoded component; NULL for an empty slot */
+        size_t scope; /* id of the table holding it */
+        size_t id;    /* a table's own id, the scope of what it holds */
         unsigned line;
         enum name_kind kind;
 };
@@ -332,15 +332,15 @@ struct parser {
         const uint8_t *text;
         size_t len, pos;
         unsigned line;
-        const char *name;       /* file name, or what the value is in value mode */
-        bool value_mode;        /* messages say "NAME: ", not "NAME:LINE: " */
+        const char *name; /* file name, or what the value is in value mode */
+        bool value_mode;  /* messages say "NAME: ", not "NAME:LINE: " */
         struct vg_error *err;
         struct vg_toml_doc *doc;
         size_t cap_entries;
         struct name_set names;
-        size_t next_id;         /* for the next table; 0 is the root */
-        size_t scope;           /* id of the [table] in force */
-        const char *table;      /* its canonical name, owned by doc; "" at the top */
+        size_t next_id;    /* for the next table; 0 is the root */
+        size_t scope;      /* id of the [table] in force */
+        const char *table; /* its canonical name, owned by doc; "" at the top */
 };
 
 /* Every read goes through peek: past the end it is -1, never a byte beyond the input. */
@@ -484,8 +484,9 @@ static int parse_unicode_escape(struct parser *ps, struct sbuf *sb)
                         size_t n = 1 + i;
                         while (n < 1 + digits && is_bare_key_char(peek_at(ps, n)))
                                 n++;
-                        return fail(ps, "invalid escape '\\%.*s': expected %zu hex digits after "
-                                        "'\\%c'",
+                        return fail(ps,
+                                    "invalid escape '\\%.*s': expected %zu hex digits after "
+                                    "'\\%c'",
                                     (int)n, (const char *)ps->text + ps->pos, digits,
                                     (char)peek(ps));
                 }
@@ -517,8 +518,8 @@ static int parse_string(struct parser *ps, char **out)
         for (;;) {
                 c = peek(ps);
                 if (c < 0 || c == '\n' || (c == '\r' && peek_at(ps, 1) == '\n')) {
-                        r = fail(ps, "unterminated string: missing closing %c before %s",
-                                 quote, c < 0 ? "end of file" : "end of line");
+                        r = fail(ps, "unterminated string: missing closing %c before %s", quote,
+                                 c < 0 ? "end of file" : "end of line");
                         break;
                 }
                 if (c == quote) {
@@ -527,12 +528,14 @@ static int parse_string(struct parser *ps, char **out)
                 }
                 if (is_control(c)) {
                         if (literal)
-                                r = fail(ps, "control character U+%04X is not allowed in a "
-                                             "literal string",
+                                r = fail(ps,
+                                         "control character U+%04X is not allowed in a "
+                                         "literal string",
                                          (unsigned)c);
                         else
-                                r = fail(ps, "control character U+%04X in a string must be "
-                                             "escaped (\\u%04X)",
+                                r = fail(ps,
+                                         "control character U+%04X in a string must be "
+                                         "escaped (\\u%04X)",
                                          (unsigned)c, (unsigned)c);
                         break;
                 }
@@ -563,16 +566,18 @@ static int parse_string(struct parser *ps, char **out)
                                  c < 0 ? "end of file" : "end of line");
                         break;
                 } else if (is_control(c)) {
-                        r = fail(ps, "invalid escape: '\\' followed by control character "
-                                     "U+%04X",
+                        r = fail(ps,
+                                 "invalid escape: '\\' followed by control character "
+                                 "U+%04X",
                                  (unsigned)c);
                         break;
                 } else if (c >= 0x80) {
                         r = fail(ps, "invalid escape: '\\' followed by a non-ASCII character");
                         break;
                 } else {
-                        r = fail(ps, "invalid escape '\\%c' in string (valid: \\b \\t \\n \\f "
-                                     "\\r \\\" \\\\ \\uXXXX \\UXXXXXXXX)",
+                        r = fail(ps,
+                                 "invalid escape '\\%c' in string (valid: \\b \\t \\n \\f "
+                                 "\\r \\\" \\\\ \\uXXXX \\UXXXXXXXX)",
                                  (char)c);
                         break;
                 }
@@ -679,8 +684,9 @@ static int parse_integer(struct parser *ps, const char *s, size_t n, const char 
                 neg = s[0] == '-', i = 1;
         if (n - i >= 2 && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'o' || s[i + 1] == 'b')) {
                 if (i)
-                        return fail(ps, "invalid integer '%s': hexadecimal, octal and binary "
-                                        "integers cannot have a sign",
+                        return fail(ps,
+                                    "invalid integer '%s': hexadecimal, octal and binary "
+                                    "integers cannot have a sign",
                                     shown);
                 base = s[1] == 'x' ? 16 : s[1] == 'o' ? 8 : 2;
                 i += 2;
@@ -693,19 +699,21 @@ static int parse_integer(struct parser *ps, const char *s, size_t n, const char 
         for (; i < n; i++) {
                 if (s[i] == '_') {
                         if (!prev_digit || i + 1 == n)
-                                return fail(ps, "invalid integer '%s': '_' must be between "
-                                                "two digits",
+                                return fail(ps,
+                                            "invalid integer '%s': '_' must be between "
+                                            "two digits",
                                             shown);
                         prev_digit = false;
                         continue;
                 }
                 int d = hex_digit((unsigned char)s[i]);
                 if (d < 0 || (unsigned)d >= base)
-                        return fail(ps, "invalid integer '%s': '%c' is not a base-%u digit",
-                                    shown, s[i], base);
+                        return fail(ps, "invalid integer '%s': '%c' is not a base-%u digit", shown,
+                                    s[i], base);
                 if (mag > (limit - (unsigned)d) / base)
-                        return fail(ps, "integer overflow: '%s' does not fit in 64 bits "
-                                        "(signed)",
+                        return fail(ps,
+                                    "integer overflow: '%s' does not fit in 64 bits "
+                                    "(signed)",
                                     shown);
                 mag = mag * base + (unsigned)d;
                 prev_digit = true;
@@ -949,19 +957,23 @@ static int define_table(struct parser *ps, char **parts, size_t n_parts, unsigne
 
                 if (!slot) {
                         struct name_slot node = {
-                                .name = parts[i], .scope = scope, .id = ++ps->next_id,
-                                .line = line, .kind = last ? NAME_TABLE : NAME_TABLE_IMPLICIT,
+                                .name = parts[i],
+                                .scope = scope,
+                                .id = ++ps->next_id,
+                                .line = line,
+                                .kind = last ? NAME_TABLE : NAME_TABLE_IMPLICIT,
                         };
                         if (names_add(&ps->names, &node) < 0)
                                 r = fail_oom(ps);
                         scope = node.id;
                 } else if (slot->kind == NAME_KEY) {
-                        r = fail_at(ps, line, "cannot define table [%s]: %.*s is already a key "
-                                              "(set at line %u)",
+                        r = fail_at(ps, line,
+                                    "cannot define table [%s]: %.*s is already a key "
+                                    "(set at line %u)",
                                     path.p, (int)ends[i], path.p, slot->line);
                 } else if (last && slot->kind == NAME_TABLE) {
-                        r = fail_at(ps, line, "table [%s] defined twice (first at line %u)",
-                                    path.p, slot->line);
+                        r = fail_at(ps, line, "table [%s] defined twice (first at line %u)", path.p,
+                                    slot->line);
                 } else {
                         if (last) {
                                 slot->kind = NAME_TABLE;
@@ -1046,13 +1058,13 @@ static int define_key(struct parser *ps, const char *key, unsigned line)
                 append_key(&path, key);
                 int r = path.oom ? fail_oom(ps)
                                  : fail_at(ps, line, "key %s conflicts with table [%s] (line %u)",
-                                           show_key(key, shown, sizeof(shown)), path.p,
-                                           slot->line);
+                                           show_key(key, shown, sizeof(shown)), path.p, slot->line);
                 sb_free(&path);
                 return r;
         }
-        const struct name_slot node = { .name = (char *)key, .scope = ps->scope, .line = line,
-                                        .kind = NAME_KEY };
+        const struct name_slot node = {
+                .name = (char *)key, .scope = ps->scope, .line = line, .kind = NAME_KEY
+        };
         return names_add(&ps->names, &node) < 0 ? fail_oom(ps) : 0;
 }
 
@@ -1069,7 +1081,10 @@ static int add_entry(struct parser *ps, char *key, struct vg_toml_value *v, unsi
                 ps->cap_entries = cap;
         }
         doc->entries[doc->n_entries++] = (struct vg_toml_entry){
-                .table = ps->table, .key = key, .value = *v, .line = line,
+                .table = ps->table,
+                .key = key,
+                .value = *v,
+                .line = line,
         };
         return 0;
 }
@@ -1087,8 +1102,9 @@ static int parse_keyval(struct parser *ps)
                 return r;
         skip_ws(ps);
         if (peek(ps) == '.')
-                return fail(ps, "dotted keys are not supported (after key %s); use a [table] "
-                                "header",
+                return fail(ps,
+                            "dotted keys are not supported (after key %s); use a [table] "
+                            "header",
                             show_key(key, shown, sizeof(shown)));
         if (peek(ps) != '=')
                 return fail(ps, "expected '=' after key %s, found %s",
@@ -1178,8 +1194,13 @@ int vg_toml_parse(const char *text, size_t len, const char *filename, struct vg_
 {
         _cleanup_(vg_toml_doc_freep) struct vg_toml_doc *doc = calloc(1, sizeof(*doc));
         struct parser ps = {
-                .text = (const uint8_t *)text, .len = len, .line = 1,
-                .name = filename ? filename : "(input)", .err = err, .doc = doc, .table = "",
+                .text = (const uint8_t *)text,
+                .len = len,
+                .line = 1,
+                .name = filename ? filename : "(input)",
+                .err = err,
+                .doc = doc,
+                .table = "",
         };
         int r;
 
@@ -1198,8 +1219,12 @@ int vg_toml_parse_value(const char *text, size_t len, const char *what, struct v
                         struct vg_error *err)
 {
         struct parser ps = {
-                .text = (const uint8_t *)text, .len = len, .line = 1,
-                .name = what ? what : "(value)", .value_mode = true, .err = err,
+                .text = (const uint8_t *)text,
+                .len = len,
+                .line = 1,
+                .name = what ? what : "(value)",
+                .value_mode = true,
+                .err = err,
         };
         struct vg_toml_value v = { .type = VG_TOML_INTEGER };
         char found[64];

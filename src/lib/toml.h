@@ -24,11 +24,11 @@ enum vg_toml_type {
 struct vg_toml_value {
         enum vg_toml_type type;
         union {
-                char *string;           /* VG_TOML_STRING; UTF-8, NUL-terminated, no embedded NUL */
+                char *string; /* VG_TOML_STRING; UTF-8, NUL-terminated, no embedded NUL */
                 int64_t integer;
                 bool boolean;
                 struct {
-                        char **items;   /* NULL-terminated */
+                        char **items; /* NULL-terminated */
                         size_t n;
                 } array;
         };
@@ -39,16 +39,16 @@ struct vg_toml_value {
  * and a quoted basic string otherwise ("agent", "revocations.webhook", "a.\"b.c\""), so that
  * [a."b.c"] and [a.b.c] stay apart and "[" table "]" is a valid header. key is the decoded key. */
 struct vg_toml_entry {
-        const char *table;      /* shared by the entries of one table; owned by the document */
+        const char *table; /* shared by the entries of one table; owned by the document */
         char *key;
         struct vg_toml_value value;
-        unsigned line;          /* 1-based line of the key */
+        unsigned line; /* 1-based line of the key */
 };
 
 struct vg_toml_doc {
         struct vg_toml_entry *entries;
         size_t n_entries;
-        char **tables;          /* the table names entries point to */
+        char **tables; /* the table names entries point to */
         size_t n_tables;
 };
 

@@ -14,10 +14,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const struct vg_http_limits limits = {
-    .max_start_line = 256,
-    .max_header_bytes = 1024,
-    .max_headers = 16,
-    .max_body = 4096,
+        .max_start_line = 256,
+        .max_header_bytes = 1024,
+        .max_headers = 16,
+        .max_body = 4096,
 };
 
 /* A transcript of everything the parser reported, to compare two feeds of the same bytes. */
@@ -115,7 +115,7 @@ static void reply_later(evutil_socket_t fd, short what, void *arg)
 
 static void h_async(struct vg_http_request *req, void *ud)
 {
-        struct timeval zero = {0, 0};
+        struct timeval zero = { 0, 0 };
 
         event_base_once(ud, -1, EV_TIMEOUT, reply_later, req, &zero);
 }
@@ -139,11 +139,11 @@ static void run(struct event_base *base, int rounds)
 static void serve(struct event_base *base, const uint8_t *d, size_t n, uint8_t piece)
 {
         struct vg_http_server_config cfg = {
-            .no_listener = true,
-            .max_start_line = limits.max_start_line,
-            .max_header_bytes = limits.max_header_bytes,
-            .max_headers = limits.max_headers,
-            .max_body_bytes = limits.max_body,
+                .no_listener = true,
+                .max_start_line = limits.max_start_line,
+                .max_header_bytes = limits.max_header_bytes,
+                .max_headers = limits.max_headers,
+                .max_body_bytes = limits.max_body,
         };
         struct vg_http_server *srv;
         struct bufferevent *pair[2];
@@ -187,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 return 0;
         if (!base) {
                 /* Refusals are logged per request; a fuzzer would drown in them. */
-                vg_log_setup(&(struct vg_log_config){.level = VG_LOG_ERR});
+                vg_log_setup(&(struct vg_log_config){ .level = VG_LOG_ERR });
                 base = event_base_new();
         }
         check_splits(data + 2, size - 2, (uint32_t)data[0] << 8 | data[1]);

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void transcript(const uint8_t *d, size_t n, uint32_t seed, bool no_body, char *out,
                        size_t outlen)
 {
-        static const struct vg_http_limits limits = {.max_header_bytes = 2048, .max_body = 8192};
+        static const struct vg_http_limits limits = { .max_header_bytes = 2048, .max_body = 8192 };
         struct vg_http_parser *p;
         size_t off = 0, o = 0;
 

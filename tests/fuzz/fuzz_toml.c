@@ -98,7 +98,9 @@ static const struct vg_config_option fuzz_options[] = {
 static const char *const fuzz_aliases[] = { "cloud_agent", NULL };
 
 static const struct vg_config_schema fuzz_schema = {
-        .component = "agent", .section = "agent", .aliases = fuzz_aliases,
+        .component = "agent",
+        .section = "agent",
+        .aliases = fuzz_aliases,
         .options = fuzz_options,
 };
 
@@ -115,7 +117,9 @@ static int load_text(const void *text, size_t len, struct vg_config **cfg, struc
         check(fd >= 0 && write(fd, text, len) == (ssize_t)len, "memfd");
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
         const struct vg_config_load_opts opts = {
-                .conf_dir = "/nonexistent/vigil-fuzz", .file = path, .environ = no_env,
+                .conf_dir = "/nonexistent/vigil-fuzz",
+                .file = path,
+                .environ = no_env,
         };
         r = vg_config_load(&fuzz_schema, &opts, cfg, err);
         close(fd);

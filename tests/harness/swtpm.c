@@ -299,8 +299,7 @@ spawn_child(char *const argv[], const struct spawn_opts *so, int errfd, pid_t pa
         _exit(127);
 }
 
-static int spawn(char *const argv[], const struct spawn_opts *so, pid_t *out,
-                 struct vg_error *err)
+static int spawn(char *const argv[], const struct spawn_opts *so, pid_t *out, struct vg_error *err)
 {
         pid_t parent = getpid(), pid;
         int pipefd[2], child_errno = 0;
@@ -359,8 +358,8 @@ static int run_tool(char *const argv[], const char *log, struct vg_error *err)
         if (WIFEXITED(status))
                 return vg_error_set(err, -EIO, "%s %s failed with exit status %d: %s", argv[0],
                                     argv[1] ? argv[1] : "", WEXITSTATUS(status), tail);
-        return vg_error_set(err, -EIO, "%s was killed by signal %d: %s", argv[0],
-                            WTERMSIG(status), tail);
+        return vg_error_set(err, -EIO, "%s was killed by signal %d: %s", argv[0], WTERMSIG(status),
+                            tail);
 }
 
 /* True while pid is a process that has not exited. A zombie counts as gone: where PID 1 does
@@ -679,9 +678,22 @@ static int spawn_swtpm(struct vg_swtpm *tpm, struct vg_error *err)
         _cleanup_free_ char *pid = strf("file=%s", tpm->pidfile);
         _cleanup_free_ char *log = strf("file=%s", tpm->log);
         _cleanup_close_ int log_fd = -1;
-        char *argv[] = { "swtpm", "socket", "--tpm2", "--tpmstate", state, "--server", server,
-                         "--ctrl", ctrl, "--flags", "not-need-init,startup-clear", "--pid", pid,
-                         "--log", log, NULL };
+        char *argv[] = { "swtpm",
+                         "socket",
+                         "--tpm2",
+                         "--tpmstate",
+                         state,
+                         "--server",
+                         server,
+                         "--ctrl",
+                         ctrl,
+                         "--flags",
+                         "not-need-init,startup-clear",
+                         "--pid",
+                         pid,
+                         "--log",
+                         log,
+                         NULL };
         struct spawn_opts so = { .detach = tpm->detach };
         long long deadline;
         long delay = 200;
@@ -714,12 +726,10 @@ static int spawn_swtpm(struct vg_swtpm *tpm, struct vg_error *err)
                                 return vg_error_set(err, -EADDRINUSE,
                                                     "swtpm could not bind port %d or %d: %s",
                                                     tpm->server_port, tpm->ctrl_port, tail);
-                        return vg_error_set(err, -EIO,
-                                            "swtpm for %s exited (%s %d) before it was ready: %s",
-                                            tpm->dir, WIFEXITED(status) ? "status" : "signal",
-                                            WIFEXITED(status) ? WEXITSTATUS(status)
-                                                              : WTERMSIG(status),
-                                            tail);
+                        return vg_error_set(
+                            err, -EIO, "swtpm for %s exited (%s %d) before it was ready: %s",
+                            tpm->dir, WIFEXITED(status) ? "status" : "signal",
+                            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), tail);
                 }
                 /* swtpm writes its pid file after binding both ports, so a listener on them
                  * is this process and not another test's TPM that got there first. */
@@ -742,9 +752,9 @@ static int spawn_swtpm(struct vg_swtpm *tpm, struct vg_error *err)
 
 static int write_info(const struct vg_swtpm *tpm)
 {
-        _cleanup_free_ char *s = strf("server_port=%d\nctrl_port=%d\nek=%s\n", tpm->server_port,
-                                      tpm->ctrl_port,
-                                      tpm->ek == VG_SWTPM_EK_ECC_P256 ? "ecc-p256" : "rsa2048");
+        _cleanup_free_ char *s =
+            strf("server_port=%d\nctrl_port=%d\nek=%s\n", tpm->server_port, tpm->ctrl_port,
+                 tpm->ek == VG_SWTPM_EK_ECC_P256 ? "ecc-p256" : "rsa2048");
 
         return s ? write_file_atomic(tpm->info, s, 0644) : -ENOMEM;
 }
@@ -918,8 +928,8 @@ static int cache_resolve(const char *want, char **out, struct vg_error *err)
         else if (env && *env)
                 path = strdup(env);
         else
-                path = strf("%s/vigil-swtpm-cache-%u", tmp && *tmp ? tmp : "/tmp",
-                            (unsigned)getuid());
+                path =
+                    strf("%s/vigil-swtpm-cache-%u", tmp && *tmp ? tmp : "/tmp", (unsigned)getuid());
         if (!path)
                 return vg_error_set(err, -ENOMEM, "out of memory");
         r = mkdir_p(path, 0700);
@@ -955,8 +965,9 @@ static int write_configs(const char *cache, struct vg_error *err)
         int r;
 
         if (!localca)
-                return vg_error_set(err, -ENOENT, "swtpm_localca is not in PATH "
-                                                  "(Debian: apt install swtpm-tools)");
+                return vg_error_set(err, -ENOENT,
+                                    "swtpm_localca is not in PATH "
+                                    "(Debian: apt install swtpm-tools)");
         setup_path = strf("%s/swtpm_setup.conf", cache);
         lca_path = strf("%s/swtpm-localca.conf", cache);
         opts_path = strf("%s/swtpm-localca.options", cache);
@@ -987,8 +998,8 @@ static int write_configs(const char *cache, struct vg_error *err)
                                       "--platform-model swtpm\n",
                                       0644);
         if (r < 0)
-                return vg_error_set(err, r, "cannot write the swtpm configuration in %s: %s",
-                                    cache, strerror(-r));
+                return vg_error_set(err, r, "cannot write the swtpm configuration in %s: %s", cache,
+                                    strerror(-r));
         return 0;
 }
 
@@ -1005,14 +1016,15 @@ static int ec_point_hex(const char *pem, char **x_hex, char **y_hex, struct vg_e
                 return vg_error_set(err, -errno, "cannot open %s: %s", pem, strerror(errno));
         pkey = PEM_read_PUBKEY(f, NULL, NULL, NULL);
         fclose(f);
-        if (!pkey || !EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                                     sizeof(group), NULL) ||
+        if (!pkey ||
+            !EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                            NULL) ||
             strcmp(group, "prime256v1") != 0 ||
             !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x) ||
             !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y) ||
             BN_bn2binpad(x, xb, sizeof(xb)) < 0 || BN_bn2binpad(y, yb, sizeof(yb)) < 0) {
-                r = vg_error_set(err, -EPROTO, "%s: expected an EC P-256 public key, found %s",
-                                 pem, group[0] ? group : "something else");
+                r = vg_error_set(err, -EPROTO, "%s: expected an EC P-256 public key, found %s", pem,
+                                 group[0] ? group : "something else");
         } else {
                 *x_hex = vg_hex_encode(xb, sizeof(xb));
                 *y_hex = vg_hex_encode(yb, sizeof(yb));
@@ -1056,8 +1068,8 @@ static int provision_p256(const char *cache, const char *dir, struct vg_error *e
         snprintf(nv, sizeof(nv), "0x%08x", NV_EK_P256);
         snprintf(handle, sizeof(handle), "0x%08x", HANDLE_EK_P256);
 
-        char *createek[] = { "tpm2_createek", "-T", tpm->tcti, "-G", "ecc", "-c", handle,
-                             "-u", pem, "-f", "pem", NULL };
+        char *createek[] = { "tpm2_createek", "-T", tpm->tcti, "-G", "ecc", "-c",
+                             handle,          "-u", pem,       "-f", "pem", NULL };
         r = run_tool(createek, log, err);
         if (r < 0)
                 return r;
@@ -1083,24 +1095,53 @@ static int provision_p256(const char *cache, const char *dir, struct vg_error *e
                 return vg_error_set(err, -EPROTO,
                                     "swtpm's GET_INFO lacks the TPM specification or attributes");
         }
-        char *localca[] = { "swtpm_localca", "--type", "ek", "--ek", ek, "--dir", (char *)dir,
-                            "--tpm2", "--configfile", lca_conf, "--optsfile", lca_opts,
-                            "--tpm-spec-family", (char *)family, "--tpm-spec-level", level,
-                            "--tpm-spec-revision", rev, "--tpm-manufacturer",
-                            (char *)manufacturer, "--tpm-model", (char *)model,
-                            "--tpm-version", (char *)version, "--logfile", log, NULL };
+        char *localca[] = { "swtpm_localca",
+                            "--type",
+                            "ek",
+                            "--ek",
+                            ek,
+                            "--dir",
+                            (char *)dir,
+                            "--tpm2",
+                            "--configfile",
+                            lca_conf,
+                            "--optsfile",
+                            lca_opts,
+                            "--tpm-spec-family",
+                            (char *)family,
+                            "--tpm-spec-level",
+                            level,
+                            "--tpm-spec-revision",
+                            rev,
+                            "--tpm-manufacturer",
+                            (char *)manufacturer,
+                            "--tpm-model",
+                            (char *)model,
+                            "--tpm-version",
+                            (char *)version,
+                            "--logfile",
+                            log,
+                            NULL };
         r = run_tool(localca, log, err);
         json_decref(info);
         if (r < 0)
                 return r;
         if (rename(issued, cert) < 0)
-                return vg_error_set(err, -errno, "swtpm_localca left no certificate %s: %s",
-                                    issued, strerror(errno));
+                return vg_error_set(err, -errno, "swtpm_localca left no certificate %s: %s", issued,
+                                    strerror(errno));
         size = strf("%lld", (long long)file_size(cert));
         if (!size)
                 return vg_error_set(err, -ENOMEM, "out of memory");
 
-        char *define[] = { "tpm2_nvdefine", "-T", tpm->tcti, nv, "-C", "p", "-s", size, "-a",
+        char *define[] = { "tpm2_nvdefine",
+                           "-T",
+                           tpm->tcti,
+                           nv,
+                           "-C",
+                           "p",
+                           "-s",
+                           size,
+                           "-a",
                            "ppwrite|writedefine|ppread|ownerread|authread|no_da|platformcreate",
                            NULL };
         char *write[] = { "tpm2_nvwrite", "-T", tpm->tcti, nv, "-C", "p", "-i", cert, NULL };
@@ -1195,10 +1236,22 @@ static int provision(const char *cache, const char *dir, unsigned banks, struct 
         if (!conf || !log)
                 return vg_error_set(err, -ENOMEM, "out of memory");
         banks_string(banks, ',', bank_list, sizeof(bank_list));
-        char *setup[] = { "swtpm_setup", "--tpm2", "--tpmstate", (char *)dir, "--config", conf,
-                          "--create-ek-cert", "--create-platform-cert", "--lock-nvram",
-                          "--pcr-banks", bank_list, "--write-ek-cert-files", (char *)dir,
-                          "--logfile", log, NULL };
+        char *setup[] = { "swtpm_setup",
+                          "--tpm2",
+                          "--tpmstate",
+                          (char *)dir,
+                          "--config",
+                          conf,
+                          "--create-ek-cert",
+                          "--create-platform-cert",
+                          "--lock-nvram",
+                          "--pcr-banks",
+                          bank_list,
+                          "--write-ek-cert-files",
+                          (char *)dir,
+                          "--logfile",
+                          log,
+                          NULL };
         r = run_tool(setup, log, err);
         if (r == 0)
                 r = provision_p256(cache, dir, err);

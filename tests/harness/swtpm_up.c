@@ -12,30 +12,30 @@
 #include "swtpm.h"
 
 static const char usage[] =
-        "Usage: swtpm-up [--dir DIR] [--ecc] [--unique] [--sha1] [--cache DIR]\n"
-        "       swtpm-up --stop DIR|PIDFILE\n"
-        "\n"
-        "Start a software TPM (swtpm) on 127.0.0.1 that keeps running after swtpm-up exits,\n"
-        "and print shell assignments for it; the same lines go to DIR/env:\n"
-        "  VIGIL_SWTPM_TCTI         swtpm:host=127.0.0.1,port=N (tpm2-tools -T, the agent)\n"
-        "  VIGIL_SWTPM_PID          the swtpm process\n"
-        "  VIGIL_SWTPM_DIR          its state directory\n"
-        "  VIGIL_SWTPM_EK_CERT      the EK certificate (DER), also in NV at VIGIL_SWTPM_EK_NV\n"
-        "  VIGIL_SWTPM_EK_CA        the local CA that issued it: issuer and root (PEM)\n"
-        "  VIGIL_SWTPM_EK_CA_DIR    the same two certificates as files (a tpm_cert_store)\n"
-        "\n"
-        "  --dir DIR      keep the TPM in DIR (default: a new directory under $TMPDIR); a DIR\n"
-        "                 that already holds one is started again with its EK and NV contents\n"
-        "  --ecc          describe the ECC P-256 EK (NV 0x01c0000a), not RSA 2048 (0x01c00002)\n"
-        "  --unique       give this TPM an EK of its own instead of the shared golden one\n"
-        "  --sha1         activate the sha1 PCR bank next to sha256\n"
-        "  --cache DIR    golden TPM states and local CA (default: $VIGIL_SWTPM_CACHE, else\n"
-        "                 $TMPDIR/vigil-swtpm-cache-UID)\n"
-        "  --stop X       stop the TPM started in directory X, or whose pid file is X\n"
-        "  -h, --help     show this text\n"
-        "\n"
-        "Exit status: 0 on success, 1 when the TPM could not be started or stopped (the reason\n"
-        "is on stderr), 2 on a usage error.\n";
+    "Usage: swtpm-up [--dir DIR] [--ecc] [--unique] [--sha1] [--cache DIR]\n"
+    "       swtpm-up --stop DIR|PIDFILE\n"
+    "\n"
+    "Start a software TPM (swtpm) on 127.0.0.1 that keeps running after swtpm-up exits,\n"
+    "and print shell assignments for it; the same lines go to DIR/env:\n"
+    "  VIGIL_SWTPM_TCTI         swtpm:host=127.0.0.1,port=N (tpm2-tools -T, the agent)\n"
+    "  VIGIL_SWTPM_PID          the swtpm process\n"
+    "  VIGIL_SWTPM_DIR          its state directory\n"
+    "  VIGIL_SWTPM_EK_CERT      the EK certificate (DER), also in NV at VIGIL_SWTPM_EK_NV\n"
+    "  VIGIL_SWTPM_EK_CA        the local CA that issued it: issuer and root (PEM)\n"
+    "  VIGIL_SWTPM_EK_CA_DIR    the same two certificates as files (a tpm_cert_store)\n"
+    "\n"
+    "  --dir DIR      keep the TPM in DIR (default: a new directory under $TMPDIR); a DIR\n"
+    "                 that already holds one is started again with its EK and NV contents\n"
+    "  --ecc          describe the ECC P-256 EK (NV 0x01c0000a), not RSA 2048 (0x01c00002)\n"
+    "  --unique       give this TPM an EK of its own instead of the shared golden one\n"
+    "  --sha1         activate the sha1 PCR bank next to sha256\n"
+    "  --cache DIR    golden TPM states and local CA (default: $VIGIL_SWTPM_CACHE, else\n"
+    "                 $TMPDIR/vigil-swtpm-cache-UID)\n"
+    "  --stop X       stop the TPM started in directory X, or whose pid file is X\n"
+    "  -h, --help     show this text\n"
+    "\n"
+    "Exit status: 0 on success, 1 when the TPM could not be started or stopped (the reason\n"
+    "is on stderr), 2 on a usage error.\n";
 
 /* Quote a value for sh only when it needs it, so ordinary values read exactly as
  * VIGIL_SWTPM_TCTI=swtpm:host=127.0.0.1,port=N. */
@@ -113,14 +113,10 @@ static int stop(const char *what)
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
-                { "dir", required_argument, NULL, 'd' },
-                { "ecc", no_argument, NULL, 'e' },
-                { "unique", no_argument, NULL, 'u' },
-                { "sha1", no_argument, NULL, '1' },
-                { "cache", required_argument, NULL, 'c' },
-                { "stop", required_argument, NULL, 's' },
-                { "help", no_argument, NULL, 'h' },
-                {},
+                { "dir", required_argument, NULL, 'd' },   { "ecc", no_argument, NULL, 'e' },
+                { "unique", no_argument, NULL, 'u' },      { "sha1", no_argument, NULL, '1' },
+                { "cache", required_argument, NULL, 'c' }, { "stop", required_argument, NULL, 's' },
+                { "help", no_argument, NULL, 'h' },        {},
         };
         struct vg_swtpm_opts opts = { .detach = true, .banks = VG_SWTPM_BANK_SHA256 };
         _cleanup_swtpm_ struct vg_swtpm *tpm = NULL;

@@ -36,7 +36,8 @@ int tap_done(void)
         return tap_failed || (tap_planned >= 0 && tap_planned != tap_count) ? 1 : 0;
 }
 
-static bool report(bool cond, const char *file, int line, const char *fmt, va_list ap)
+static __attribute__((format(printf, 4, 0))) bool report(bool cond, const char *file, int line,
+                                                         const char *fmt, va_list ap)
 {
         tap_count++;
         printf("%s %d - ", cond ? "ok" : "not ok", tap_count);
@@ -73,8 +74,7 @@ bool tap_is_int(long long got, long long want, const char *file, int line, const
         return r;
 }
 
-bool tap_is_str(const char *got, const char *want, const char *file, int line, const char *fmt,
-                ...)
+bool tap_is_str(const char *got, const char *want, const char *file, int line, const char *fmt, ...)
 {
         bool same = (got && want) ? strcmp(got, want) == 0 : got == want;
         va_list ap;
@@ -110,8 +110,8 @@ bool tap_is_mem(const void *got, size_t got_len, const void *want, size_t want_l
         return same;
 }
 
-bool tap_contains(const char *got, const char *needle, const char *file, int line,
-                  const char *fmt, ...)
+bool tap_contains(const char *got, const char *needle, const char *file, int line, const char *fmt,
+                  ...)
 {
         bool found = got && needle && strstr(got, needle);
         va_list ap;
@@ -140,13 +140,21 @@ void tap_skip(const char *why, const char *fmt, ...)
 
 void tap_diag(const char *fmt, ...)
 {
+        char *text = NULL;
         va_list ap;
 
-        printf("# ");
         va_start(ap, fmt);
-        vprintf(fmt, ap);
+        if (vasprintf(&text, fmt, ap) < 0)
+                text = NULL;
         va_end(ap);
-        printf("\n");
+        /* Every line of a diagnostic must start with '#', or TAP readers take it for output. */
+        for (char *line = text, *next; line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                printf("# %s\n", line);
+        }
+        free(text);
         fflush(stdout);
 }
 
@@ -303,7 +311,8 @@ int tap_run(char *const argv[], char **output)
 
 int tap_free_port(void)
 {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        struct sockaddr_in sa = { .sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t len = sizeof(sa);
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
 

@@ -11,26 +11,28 @@ void tap_plan(int n);
 int tap_done(void);
 
 bool tap_ok(bool cond, const char *file, int line, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 bool tap_is_int(long long got, long long want, const char *file, int line, const char *fmt, ...)
-        __attribute__((format(printf, 5, 6)));
-bool tap_is_str(const char *got, const char *want, const char *file, int line, const char *fmt,
-                ...) __attribute__((format(printf, 5, 6)));
+    __attribute__((format(printf, 5, 6)));
+bool tap_is_str(const char *got, const char *want, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 bool tap_is_mem(const void *got, size_t got_len, const void *want, size_t want_len,
                 const char *file, int line, const char *fmt, ...)
-        __attribute__((format(printf, 7, 8)));
+    __attribute__((format(printf, 7, 8)));
 /* got must contain needle. */
-bool tap_contains(const char *got, const char *needle, const char *file, int line,
-                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+bool tap_contains(const char *got, const char *needle, const char *file, int line, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
 void tap_skip(const char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tap_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Stop the whole test program: "Bail out! why". */
 __attribute__((noreturn, format(printf, 1, 2))) void tap_bail(const char *fmt, ...);
 
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
-#define is_int(got, want, ...) tap_is_int((long long)(got), (long long)(want), __FILE__, __LINE__, __VA_ARGS__)
+#define is_int(got, want, ...)                                                                     \
+        tap_is_int((long long)(got), (long long)(want), __FILE__, __LINE__, __VA_ARGS__)
 #define is_str(got, want, ...) tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
-#define is_mem(got, glen, want, wlen, ...) tap_is_mem((got), (glen), (want), (wlen), __FILE__, __LINE__, __VA_ARGS__)
+#define is_mem(got, glen, want, wlen, ...)                                                         \
+        tap_is_mem((got), (glen), (want), (wlen), __FILE__, __LINE__, __VA_ARGS__)
 #define contains(got, needle, ...) tap_contains((got), (needle), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Helpers every test needs. */
