@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@ static struct {
         char component[64];
         enum vg_log_level level;
         bool json;
+        bool syslog;
         FILE *out;
 } log_state = { .component = "vigil", .level = VG_LOG_INFO };
 
@@ -29,6 +31,12 @@ void vg_log_setup(const struct vg_log_config *cfg)
         log_state.level = cfg->level;
         log_state.json = cfg->json;
         log_state.out = cfg->out;
+        if (log_state.syslog && !cfg->syslog)
+                closelog();
+        log_state.syslog = cfg->syslog;
+        /* openlog keeps the pointer: log_state.component lives as long as the process. */
+        if (cfg->syslog)
+                openlog(log_state.component, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
 int vg_log_level_from_string(const char *s, enum vg_log_level *out)
@@ -132,6 +140,21 @@ void vg_logv(enum vg_log_level level, const char *const *fields, const char *fmt
 
         vsnprintf(msg, sizeof(msg), fmt, ap);
         format_time(ts, sizeof(ts));
+
+        if (log_state.syslog) {
+                char line[2560];
+                size_t n = 0;
+                for (size_t i = 0; fields && fields[i] && n < sizeof(line); i += 2) {
+                        if (fields[i + 1])
+                                n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s=%s",
+                                                      n ? " " : "", fields[i], fields[i + 1]);
+                }
+                if (n < sizeof(line))
+                        snprintf(line + n, sizeof(line) - n, "%s%s", n ? ": " : "", msg);
+                syslog((int)level, "%s", line);
+                errno = saved_errno;
+                return;
+        }
 
         flockfile(out);
         if (log_state.json) {

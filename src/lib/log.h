@@ -18,6 +18,7 @@ struct vg_log_config {
         const char *component;   /* "vigil-agent"; copied */
         enum vg_log_level level; /* lines above this level are dropped */
         bool json;               /* JSON lines instead of plain text */
+        bool syslog;             /* to syslog(3) (a detached daemon) instead of out */
         FILE *out;               /* NULL means stderr */
 };
 
