@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,28 +53,29 @@ char *vg_b64_encode(const void *data, size_t len, enum vg_b64_variant v)
         return out;
 }
 
-static int b64_value(char c, enum vg_b64_variant v)
+/* Decoding tables: the 6-bit value of each byte, 0xff for bytes outside the alphabet. Written
+ * once, under pthread_once, and only read afterwards. */
+static uint8_t b64_table[2][256];
+static pthread_once_t b64_table_once = PTHREAD_ONCE_INIT;
+
+static void b64_table_init(void)
 {
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == (v == VG_B64_URL ? '-' : '+'))
-                return 62;
-        if (c == (v == VG_B64_URL ? '_' : '/'))
-                return 63;
-        return -1;
+        memset(b64_table, 0xff, sizeof(b64_table));
+        for (int i = 0; i < 64; i++) {
+                b64_table[VG_B64_STD][(uint8_t)b64_std[i]] = (uint8_t)i;
+                b64_table[VG_B64_URL][(uint8_t)b64_url[i]] = (uint8_t)i;
+        }
 }
 
 int vg_b64_decode(const char *s, size_t len, enum vg_b64_variant v, uint8_t **out, size_t *out_len)
 {
-        size_t pad = 0, data_len, n = 0;
-        uint32_t acc = 0;
-        int bits = 0;
+        const uint8_t *in = (const uint8_t *)s;
+        const uint8_t *table;
+        size_t pad = 0, data_len, n = 0, i = 0;
         uint8_t *buf;
 
+        pthread_once(&b64_table_once, b64_table_init);
+        table = b64_table[v == VG_B64_URL ? VG_B64_URL : VG_B64_STD];
         while (pad < 2 && len > pad && s[len - 1 - pad] == '=')
                 pad++;
         data_len = len - pad;
@@ -87,28 +89,39 @@ int vg_b64_decode(const char *s, size_t len, enum vg_b64_variant v, uint8_t **ou
         buf = malloc(data_len / 4 * 3 + 3 + 1);
         if (!buf)
                 return -ENOMEM;
-        for (size_t i = 0; i < data_len; i++) {
-                int d = b64_value(s[i], v);
-                if (d < 0) {
-                        free(buf);
-                        return -EINVAL;
-                }
-                acc = acc << 6 | (uint32_t)d;
-                bits += 6;
-                if (bits >= 8) {
-                        bits -= 8;
-                        buf[n++] = (uint8_t)(acc >> bits);
-                }
+        /* Whole quanta: four characters to three bytes; any invalid one sets bit 7 of bad. */
+        for (; i + 4 <= data_len; i += 4) {
+                uint8_t a = table[in[i]], b = table[in[i + 1]], c = table[in[i + 2]],
+                        d = table[in[i + 3]];
+                if ((a | b | c | d) & 0x80)
+                        goto invalid;
+                uint32_t w = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
+                buf[n++] = (uint8_t)(w >> 16);
+                buf[n++] = (uint8_t)(w >> 8);
+                buf[n++] = (uint8_t)w;
         }
-        /* Leftover bits must be zero, or two encodings would decode to the same bytes. */
-        if (bits && (acc & ((1u << bits) - 1))) {
-                free(buf);
-                return -EINVAL;
+        /* A final partial quantum of 2 or 3 characters; its unused low bits must be zero, or
+         * two encodings would decode to the same bytes. */
+        if (i < data_len) {
+                size_t rest = data_len - i;
+                uint8_t a = table[in[i]], b = table[in[i + 1]],
+                        c = rest == 3 ? table[in[i + 2]] : 0;
+                if ((a | b | c) & 0x80)
+                        goto invalid;
+                uint32_t w = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
+                buf[n++] = (uint8_t)(w >> 16);
+                if (rest == 3)
+                        buf[n++] = (uint8_t)(w >> 8);
+                if (w & (rest == 3 ? 0xffu : 0xffffu))
+                        goto invalid;
         }
         buf[n] = 0;
         *out = buf;
         *out_len = n;
         return 0;
+invalid:
+        free(buf);
+        return -EINVAL;
 }
 
 char *vg_hex_encode(const void *data, size_t len)
