@@ -143,7 +143,7 @@ char *vg_hex_encode(const void *data, size_t len)
         return out;
 }
 
-static int hex_value(char c)
+int vg_hex_digit_value(int c)
 {
         if (c >= '0' && c <= '9')
                 return c - '0';
@@ -159,7 +159,7 @@ int vg_hex_decode_exact(const char *s, size_t len, uint8_t *out, size_t want)
         if (len % 2 || len / 2 != want)
                 return -EINVAL;
         for (size_t i = 0; i < want; i++) {
-                int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
+                int hi = vg_hex_digit_value(s[2 * i]), lo = vg_hex_digit_value(s[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 out[i] = (uint8_t)(hi << 4 | lo);

@@ -28,5 +28,8 @@ int vg_hex_decode(const char *s, size_t len, uint8_t **out, size_t *out_len);
 /* Decode into a caller buffer that must be exactly len/2 == want bytes. */
 int vg_hex_decode_exact(const char *s, size_t len, uint8_t *out, size_t want);
 
+/* The value of one hex digit (either case), or -1. */
+int vg_hex_digit_value(int c);
+
 /* Compare in time that depends only on len (CRYPTO_memcmp). */
 bool vg_ct_equal(const void *a, const void *b, size_t len);

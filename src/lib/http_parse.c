@@ -1,6 +1,7 @@
 /* vigil: incremental HTTP/1.1 parser (RFC 9112). Bytes go in, a message with its framing decided
  * comes out; anything two implementations could read differently is refused with its status. */
 #include "http_parse.h"
+#include "encoding.h"
 #include "cleanup.h"
 
 #include <errno.h>
@@ -676,14 +677,8 @@ static void feed_chunk_line(struct vg_http_parser *p, const uint8_t *d, size_t l
                 uint64_t size = 0;
                 size_t n = 0;
                 for (; s[n]; n++) {
-                        int v;
-                        if (s[n] >= '0' && s[n] <= '9')
-                                v = s[n] - '0';
-                        else if (s[n] >= 'a' && s[n] <= 'f')
-                                v = s[n] - 'a' + 10;
-                        else if (s[n] >= 'A' && s[n] <= 'F')
-                                v = s[n] - 'A' + 10;
-                        else
+                        int v = vg_hex_digit_value(s[n]);
+                        if (v < 0)
                                 break;
                         if (size > (UINT64_MAX >> 4)) {
                                 fail(p, 413, "chunk size exceeds the body limit of %zu bytes",
@@ -949,17 +944,6 @@ const char *vg_http_status_reason(int status)
         return "Unknown";
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int vg_http_percent_decode(const char *s, size_t len, bool plus_as_space, char **out)
 {
         char *o = malloc(len + 1);
@@ -970,8 +954,8 @@ int vg_http_percent_decode(const char *s, size_t len, bool plus_as_space, char *
         for (size_t i = 0; i < len; i++) {
                 char c = s[i];
                 if (c == '%') {
-                        int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
-                        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+                        int hi = i + 2 < len ? vg_hex_digit_value(s[i + 1]) : -1;
+                        int lo = hi >= 0 ? vg_hex_digit_value(s[i + 2]) : -1;
                         if (lo < 0 || (hi | lo) == 0) {
                                 free(o);
                                 return -EINVAL;

@@ -1,6 +1,7 @@
 /* vigil: strict reader and writer for the TOML 1.0 subset of vigil's configuration files.
  * Untrusted bytes in, entries in document order out; every refusal says FILE:LINE and what. */
 #include "toml.h"
+#include "encoding.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -460,17 +461,6 @@ static int end_of_line(struct parser *ps, const char *after)
                     describe_here(ps, found, sizeof(found)));
 }
 
-static int hex_digit(int c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* \uXXXX or \UXXXXXXXX, cursor on the 'u'/'U' (TOML 1.0 "String": a Unicode scalar value). */
 static int parse_unicode_escape(struct parser *ps, struct sbuf *sb)
 {
@@ -479,7 +469,7 @@ static int parse_unicode_escape(struct parser *ps, struct sbuf *sb)
         char shown[16];
 
         for (size_t i = 0; i < digits; i++) {
-                int d = hex_digit(peek_at(ps, 1 + i));
+                int d = vg_hex_digit_value(peek_at(ps, 1 + i));
                 if (d < 0) {
                         size_t n = 1 + i;
                         while (n < 1 + digits && is_bare_key_char(peek_at(ps, n)))
@@ -706,7 +696,7 @@ static int parse_integer(struct parser *ps, const char *s, size_t n, const char 
                         prev_digit = false;
                         continue;
                 }
-                int d = hex_digit((unsigned char)s[i]);
+                int d = vg_hex_digit_value((unsigned char)s[i]);
                 if (d < 0 || (unsigned)d >= base)
                         return fail(ps, "invalid integer '%s': '%c' is not a base-%u digit", shown,
                                     s[i], base);
