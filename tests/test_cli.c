@@ -34,60 +34,6 @@ __attribute__((format(printf, 1, 2))) static char *pathf(const char *fmt, ...)
         return p;
 }
 
-/* Like tap_run, with stdin from in_path (or /dev/null): s_client sends what it reads. */
-static int run_io(const char *const argv[], const char *in_path, char **out)
-{
-        size_t n = 0, cap = 8192;
-        char *buf = malloc(cap);
-        int pfd[2], status;
-        pid_t pid;
-
-        if (!buf || pipe2(pfd, O_CLOEXEC) < 0)
-                tap_bail("cannot run %s: %s", argv[0], strerror(errno));
-        fflush(stdout);
-        pid = fork();
-        if (pid < 0)
-                tap_bail("fork: %s", strerror(errno));
-        if (pid == 0) {
-                int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
-
-                if (in < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(pfd[1], STDOUT_FILENO) < 0 ||
-                    dup2(pfd[1], STDERR_FILENO) < 0)
-                        _exit(127);
-                execvp(argv[0], (char *const *)argv);
-                fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
-                _exit(127);
-        }
-        close(pfd[1]);
-        for (;;) {
-                ssize_t got;
-
-                if (n + 4097 > cap) {
-                        char *nb = realloc(buf, cap *= 2);
-
-                        if (!nb)
-                                tap_bail("out of memory");
-                        buf = nb;
-                }
-                got = read(pfd[0], buf + n, 4096);
-                if (got < 0 && errno == EINTR)
-                        continue;
-                if (got <= 0)
-                        break;
-                n += (size_t)got;
-        }
-        close(pfd[0]);
-        buf[n] = '\0';
-        if (out)
-                *out = buf;
-        else
-                free(buf);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 /* Run a NULL-terminated argument list after arg0. */
 static int runv(char **out, const char *arg0, va_list ap)
 {
@@ -97,7 +43,7 @@ static int runv(char **out, const char *arg0, va_list ap)
         while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, const char *)))
                 n++;
         argv[n] = NULL;
-        return run_io(argv, NULL, out);
+        return tap_run_input((char *const *)argv, NULL, out);
 }
 
 static int run(char **out, const char *arg0, ...)
@@ -301,7 +247,7 @@ static void test_usage_errors(const struct ctx *c)
                                      ? cases[i].argv[k]
                                      : "DIR");
                 }
-                is_int(run_io(argv, NULL, &out), 2, "'%s' exits 2", line);
+                is_int(tap_run_input((char *const *)argv, NULL, &out), 2, "'%s' exits 2", line);
                 contains(out, cases[i].want, "  saying what was wrong");
                 if (cases[i].hint)
                         contains(out, cases[i].hint, "  and pointing at --help");
@@ -690,7 +636,7 @@ static int s_client(const struct ctx *c, const struct server *s, const char *ca_
         }
         argv[n] = NULL;
         tap_write_file(req, "GET / HTTP/1.0\r\n\r\n");
-        return run_io(argv, req, out);
+        return tap_run_input((char *const *)argv, req, out);
 }
 
 static void test_mtls(const struct ctx *c, const char *dir, const char *other)

@@ -262,7 +262,7 @@ int tap_write_file(const char *path, const char *content)
         return fclose(f) == 0 ? 0 : -errno;
 }
 
-int tap_run(char *const argv[], char **output)
+int tap_run_input(char *const argv[], const char *in_path, char **output)
 {
         int pipefd[2], status;
         pid_t pid;
@@ -274,6 +274,13 @@ int tap_run(char *const argv[], char **output)
         if (pid < 0)
                 return -1;
         if (pid == 0) {
+                /* Never the test's own stdin: a child that reads it would hang the test. */
+                int in = open(in_path ? in_path : "/dev/null", O_RDONLY | O_CLOEXEC);
+                if (in < 0 || dup2(in, STDIN_FILENO) < 0) {
+                        fprintf(stderr, "cannot open %s: %s\n", in_path ? in_path : "/dev/null",
+                                strerror(errno));
+                        _exit(127);
+                }
                 dup2(pipefd[1], STDOUT_FILENO);
                 dup2(pipefd[1], STDERR_FILENO);
                 execvp(argv[0], argv);
@@ -307,6 +314,11 @@ int tap_run(char *const argv[], char **output)
                 if (errno != EINTR)
                         return -1;
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int tap_run(char *const argv[], char **output)
+{
+        return tap_run_input(argv, NULL, output);
 }
 
 int tap_free_port(void)

@@ -46,5 +46,7 @@ int tap_write_file(const char *path, const char *content);
 /* Run argv, capture stdout+stderr into *output (may be NULL); returns the exit status, or
  * -1 if it could not run or died by a signal. */
 int tap_run(char *const argv[], char **output);
+/* The same with stdin read from in_path (tap_run gives /dev/null). */
+int tap_run_input(char *const argv[], const char *in_path, char **output);
 /* A free TCP port on 127.0.0.1 (bound and released; good enough for tests). */
 int tap_free_port(void);
