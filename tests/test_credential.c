@@ -146,16 +146,16 @@ static void suite(enum vg_swtpm_ek ek_kind, const char *label)
         theirs = slurp(dir, "theirs.blob", &len);
         if (theirs && is_int(vg_credential_blob_parse(theirs, len, &ref, &err), 0,
                              "%s: tpm2_makecredential's blob parses", label)) {
-                is_int(ref.id_object_len, cred.id_object_len,
-                       "%s: TPM2B_ID_OBJECT sizes agree", label);
-                is_int(ref.secret_len, cred.secret_len,
-                       "%s: TPM2B_ENCRYPTED_SECRET sizes agree", label);
+                is_int(ref.id_object_len, cred.id_object_len, "%s: TPM2B_ID_OBJECT sizes agree",
+                       label);
+                is_int(ref.secret_len, cred.secret_len, "%s: TPM2B_ENCRYPTED_SECRET sizes agree",
+                       label);
         }
         is_int(activate(tpm, dir, "ak", "theirs.blob", "theirs.out"), 0,
                "%s: tpm2_makecredential's credential activates too", label);
-        is_int(vg_credential_make(ek, ak->name, ak->name_len, (uint8_t *)challenge, 33, &cred,
-                                  &err),
-               -EINVAL, "%s: a credential longer than the digest is refused", label);
+        is_int(
+            vg_credential_make(ek, ak->name, ak->name_len, (uint8_t *)challenge, 33, &cred, &err),
+            -EINVAL, "%s: a credential longer than the digest is refused", label);
 }
 
 static void registration(void)

@@ -84,9 +84,9 @@ static enum vg_quote_status verify(const char *s, EVP_PKEY *ak, const char *nonc
 {
         _cleanup_quote_ struct vg_quote *q = NULL;
         enum vg_quote_status st = VG_QUOTE_OK;
-        struct vg_quote_expect exp = {
-                .nonce = (const uint8_t *)nonce, .nonce_len = strlen(nonce), .hash_alg = alg
-        };
+        struct vg_quote_expect exp = { .nonce = (const uint8_t *)nonce,
+                                       .nonce_len = strlen(nonce),
+                                       .hash_alg = alg };
 
         if (vg_quote_parse(s, strlen(s), &q, err) < 0)
                 return VG_QUOTE_MALFORMED;
@@ -158,12 +158,12 @@ static void quote_suite(struct vg_swtpm *tpm, const char *dir, const char *ak, c
         /* tpm2_checkquote (5.4) verifies RSA quotes with PKCS#1 v1.5 only. */
         if (strcmp(label, "rsapss") != 0)
                 is_int(sh(tpm, dir, &out,
-                  "tpm2_checkquote -u %s -m %s.msg -s %s.sig -f %s.pcrs -g sha256 -q "
-                  "$(printf %%s %s | od -An -tx1 | tr -d ' \\n') >/dev/null",
-                  pub, label, label, label, nonce),
-               0, "%s: tpm2_checkquote agrees it is good", label);
-        expect_fail(s, akp->pkey, "Ai5M5SjYjnkyv4P7itH2", VG_HASH_SHA256,
-                    VG_QUOTE_NONCE_MISMATCH, "not the nonce", "wrong nonce");
+                          "tpm2_checkquote -u %s -m %s.msg -s %s.sig -f %s.pcrs -g sha256 -q "
+                          "$(printf %%s %s | od -An -tx1 | tr -d ' \\n') >/dev/null",
+                          pub, label, label, label, nonce),
+                       0, "%s: tpm2_checkquote agrees it is good", label);
+        expect_fail(s, akp->pkey, "Ai5M5SjYjnkyv4P7itH2", VG_HASH_SHA256, VG_QUOTE_NONCE_MISMATCH,
+                    "not the nonce", "wrong nonce");
         ok(sh(tpm, dir, NULL,
               "tpm2_checkquote -u %s -m %s.msg -s %s.sig -f %s.pcrs -g sha256 -q 00 >/dev/null",
               pub, label, label, label) != 0,
@@ -172,16 +172,16 @@ static void quote_suite(struct vg_swtpm *tpm, const char *dir, const char *ak, c
                     "expected sha384", "wrong hash alg");
         expect_fail(s, other_ak, nonce, VG_HASH_SHA256,
                     EVP_PKEY_is_a(other_ak, "EC") == EVP_PKEY_is_a(akp->pkey, "EC")
-                            ? VG_QUOTE_BAD_SIGNATURE
-                            : VG_QUOTE_KEY_MISMATCH,
+                        ? VG_QUOTE_BAD_SIGNATURE
+                        : VG_QUOTE_KEY_MISMATCH,
                     "AK", "wrong AK");
         t = tamper(s, 0, 40);
-        expect_fail(t, akp->pkey, nonce, VG_HASH_SHA256, VG_QUOTE_BAD_SIGNATURE,
-                    "does not verify", "a flipped byte in TPMS_ATTEST");
+        expect_fail(t, akp->pkey, nonce, VG_HASH_SHA256, VG_QUOTE_BAD_SIGNATURE, "does not verify",
+                    "a flipped byte in TPMS_ATTEST");
         free(t);
         t = tamper(s, 1, 20);
-        expect_fail(t, akp->pkey, nonce, VG_HASH_SHA256, VG_QUOTE_BAD_SIGNATURE,
-                    "does not verify", "a flipped byte in the signature");
+        expect_fail(t, akp->pkey, nonce, VG_HASH_SHA256, VG_QUOTE_BAD_SIGNATURE, "does not verify",
+                    "a flipped byte in the signature");
         free(t);
         for (unsigned i = 0; i < 4; i++) {
                 t = tamper(s, 2, BLOB_FIRST_DIGEST + i * 66 + 5);
@@ -214,8 +214,7 @@ static void quote_suite(struct vg_swtpm *tpm, const char *dir, const char *ak, c
                 b64 = vg_b64_encode(blob, len, VG_B64_STD);
                 if (asprintf(&forged, "%.*s%s", (int)(strrchr(s, ':') + 1 - s), s, b64) < 0)
                         tap_bail("oom");
-                expect_fail(forged, akp->pkey, nonce, VG_HASH_SHA256,
-                            VG_QUOTE_SELECTION_MISMATCH,
+                expect_fail(forged, akp->pkey, nonce, VG_HASH_SHA256, VG_QUOTE_SELECTION_MISMATCH,
                             "covers sha256 PCRs 0, 1, 10, 16 but the PCRs sent are sha256 PCRs "
                             "0, 1, 10",
                             "selection mismatch");
@@ -289,15 +288,13 @@ static void pcr16(struct vg_swtpm *tpm, const char *dir)
         }
         s = keylime_string(dir, "p16");
         if (vg_quote_parse(s, strlen(s), &q, &err) == 0) {
-                is_int(vg_quote_check_pcr16(&q->pcrs, VG_HASH_SHA256, pem, strlen(pem), &st,
-                                            &err),
+                is_int(vg_quote_check_pcr16(&q->pcrs, VG_HASH_SHA256, pem, strlen(pem), &st, &err),
                        0, "the quote's PCR16 binds the NK");
                 ok(vg_quote_check_pcr16(&q->pcrs, VG_HASH_SHA256, "x", 1, &st, &err) < 0 &&
-                           st == VG_QUOTE_PCR16_MISMATCH,
+                       st == VG_QUOTE_PCR16_MISMATCH,
                    "another NK does not match");
-                ok(vg_quote_check_pcr16(&q->pcrs, VG_HASH_SHA1, pem, strlen(pem), &st, &err) <
-                                   0 &&
-                           st == VG_QUOTE_PCR_MISSING,
+                ok(vg_quote_check_pcr16(&q->pcrs, VG_HASH_SHA1, pem, strlen(pem), &st, &err) < 0 &&
+                       st == VG_QUOTE_PCR_MISSING,
                    "sha1 PCR16 not quoted");
         }
 }
@@ -396,14 +393,17 @@ static void policy(void)
         } bad[] = {
                 { "[]", "object" },
                 { "{\"10\": [\"00\"]}", "PCR 10" },
-                { "{\"16\": \"" "0000000000000000000000000000000000000000\"}", "PCR 16" },
+                { "{\"16\": \""
+                  "0000000000000000000000000000000000000000\"}",
+                  "PCR 16" },
                 { "{\"24\": []}", "0-23" },
                 { "{\"x\": []}", "0-23" },
                 { "{\"1\": []}", "no values" },
                 { "{\"1\": [\"zz\"]}", "not a hex" },
                 { "{\"1\": [1]}", "strings" },
                 { "{\"mask\": \"12\"}", "0x" },
-                { "{\"mask\": \"0x1\", \"2\": \"" "0000000000000000000000000000000000000000\"}",
+                { "{\"mask\": \"0x1\", \"2\": \""
+                  "0000000000000000000000000000000000000000\"}",
                   "leaves out" },
         };
         struct vg_error err = { 0 };
@@ -434,15 +434,15 @@ static void policy(void)
                "PCR values match the policy");
         v.value[VG_HASH_SHA256][1][0] = 0;
         ok(vg_tpm_policy_check(p, &v, VG_HASH_SHA256, &st, &err) < 0 &&
-                   st == VG_QUOTE_POLICY_MISMATCH,
+               st == VG_QUOTE_POLICY_MISMATCH,
            "a changed PCR fails the policy");
         contains(vg_error_str(&err), "sha256 PCR 1 is 00abab", "  error: %s", vg_error_str(&err));
         ok(vg_tpm_policy_check(p, &v, VG_HASH_SHA1, &st, &err) < 0 && st == VG_QUOTE_PCR_MISSING,
            "a bank not quoted fails the policy");
         vg_tpm_policy_free(p);
-        ok(vg_tpm_policy_parse("{\"7\": \"0000000000000000000000000000000000000000\"}", &p,
-                               &err) == 0 &&
-                   p->mask == 0x80,
+        ok(vg_tpm_policy_parse("{\"7\": \"0000000000000000000000000000000000000000\"}", &p, &err) ==
+                   0 &&
+               p->mask == 0x80,
            "a single string value is accepted and the mask computed");
         vg_tpm_policy_free(p);
 }

@@ -65,8 +65,8 @@ static void check_key(struct vg_swtpm *tpm, const char *dir, const char *base, b
         struct vg_error err = { 0 };
         size_t len, pem_len;
 
-        is_int(sh(tpm, dir, &out, "tpm2_readpublic -c %s.ctx -f pem -o %s.pem; fl", base, base),
-               0, "%s: tpm2_readpublic", base);
+        is_int(sh(tpm, dir, &out, "tpm2_readpublic -c %s.ctx -f pem -o %s.pem; fl", base, base), 0,
+               "%s: tpm2_readpublic", base);
         {
                 _cleanup_free_ char *f = NULL;
 
@@ -141,8 +141,8 @@ static void check_malformed(const uint8_t *raw, size_t len, const char *base)
         contains(vg_error_str(&err), "type 0x0008", "  error: %s", vg_error_str(&err));
         memcpy(buf, raw, len);
         buf[4] = 0x00, buf[5] = 0x12; /* nameAlg SM3 */
-        ok(vg_tpm_public_parse(buf, len, &pub, &err) == -EOPNOTSUPP,
-           "%s: nameAlg SM3 is refused", base);
+        ok(vg_tpm_public_parse(buf, len, &pub, &err) == -EOPNOTSUPP, "%s: nameAlg SM3 is refused",
+           base);
         contains(vg_error_str(&err), "nameAlg 0x0012", "  error: %s", vg_error_str(&err));
 }
 
@@ -177,8 +177,8 @@ static void check_exponent(const uint8_t *raw, size_t len)
         vg_tpm_public_free(c);
 }
 
-static void check_cert(struct vg_swtpm *tpm, const char *dir, const char *pubfile,
-                       bool want_match, const char *what)
+static void check_cert(struct vg_swtpm *tpm, const char *dir, const char *pubfile, bool want_match,
+                       const char *what)
 {
         _cleanup_free_ uint8_t *raw = NULL;
         _cleanup_free_ char *cert = NULL;

@@ -227,8 +227,8 @@ int vg_credential_make(const struct vg_tpm_public *ek, const uint8_t *ak_name, s
         }
         /* §24.5: HMACkey = KDFa(nameAlg, seed, "INTEGRITY", NULL, NULL, digest bits);
          * outerHMAC = HMAC(HMACkey, encIdentity || Name(AK)). */
-        if ((r = kdfa(ek->name_alg, seed, dlen, "INTEGRITY", NULL, 0, NULL, 0,
-                      (unsigned)dlen * 8, hkey)) < 0) {
+        if ((r = kdfa(ek->name_alg, seed, dlen, "INTEGRITY", NULL, 0, NULL, 0, (unsigned)dlen * 8,
+                      hkey)) < 0) {
                 r = vg_error_set(err, r, "KDFa failed");
                 goto out;
         }
@@ -299,7 +299,7 @@ int vg_credential_blob_parse(const uint8_t *data, size_t len, struct vg_credenti
 int vg_registration_challenge(char challenge[VG_CHALLENGE_LEN + 1])
 {
         static const char alnum[] =
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         size_t i = 0;
 
         /* Rejection sampling keeps the 62 symbols uniform. */

@@ -40,9 +40,9 @@ int vg_credential_blob_parse(const uint8_t *data, size_t len, struct vg_credenti
 /* Keylime registration (reference keylime.md §3). The challenge: 32 random [A-Za-z0-9] and a
  * NUL. The HMAC key is base64(challenge) as ASCII (what the agent derives from the secret
  * ActivateCredential returns); key must hold 45 bytes. */
-#define VG_CHALLENGE_LEN 32
+#define VG_CHALLENGE_LEN     32
 #define VG_CHALLENGE_KEY_LEN 44
-#define VG_AUTH_TAG_LEN 96
+#define VG_AUTH_TAG_LEN      96
 int vg_registration_challenge(char challenge[VG_CHALLENGE_LEN + 1]);
 int vg_registration_key(const void *secret, size_t secret_len, char key[VG_CHALLENGE_KEY_LEN + 1]);
 /* auth_tag = hex(HMAC-SHA384(key, agent_uuid)), 96 lower-case hex digits and a NUL. */

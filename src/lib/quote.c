@@ -15,17 +15,17 @@
 #include "quote.h"
 #include "tpm_public.h"
 
-#define GENERATED_VALUE   0xff544347u /* TPM_GENERATED_VALUE, Part 2 §6.2 */
-#define ST_ATTEST_QUOTE   0x8018
-#define ALG_RSASSA        0x0014
-#define ALG_RSAPSS        0x0016
-#define ALG_ECDSA         0x0018
-#define BLOB_SELECTIONS   16 /* TPML_PCR_SELECTION.pcrSelections[TPM2_NUM_PCR_BANKS] */
-#define BLOB_SEL_SIZE     8  /* sizeof(TPMS_PCR_SELECTION) with padding */
-#define BLOB_DIGESTS      8  /* TPML_DIGEST.digests[8] */
-#define BLOB_DIGEST_SIZE  66 /* sizeof(TPM2B_DIGEST) */
-#define BLOB_LIST_SIZE    (4 + BLOB_DIGESTS * BLOB_DIGEST_SIZE)
-#define BLOB_SEL_LIST     (4 + BLOB_SELECTIONS * BLOB_SEL_SIZE)
+#define GENERATED_VALUE  0xff544347u /* TPM_GENERATED_VALUE, Part 2 §6.2 */
+#define ST_ATTEST_QUOTE  0x8018
+#define ALG_RSASSA       0x0014
+#define ALG_RSAPSS       0x0016
+#define ALG_ECDSA        0x0018
+#define BLOB_SELECTIONS  16 /* TPML_PCR_SELECTION.pcrSelections[TPM2_NUM_PCR_BANKS] */
+#define BLOB_SEL_SIZE    8  /* sizeof(TPMS_PCR_SELECTION) with padding */
+#define BLOB_DIGESTS     8  /* TPML_DIGEST.digests[8] */
+#define BLOB_DIGEST_SIZE 66 /* sizeof(TPM2B_DIGEST) */
+#define BLOB_LIST_SIZE   (4 + BLOB_DIGESTS * BLOB_DIGEST_SIZE)
+#define BLOB_SEL_LIST    (4 + BLOB_SELECTIONS * BLOB_SEL_SIZE)
 
 VG_DEFINE_CLEANUP_FUNC(ECDSA_SIG, ECDSA_SIG_free)
 
@@ -116,8 +116,8 @@ static int add_bank(struct vg_pcr_selection *sel, uint16_t hash, uint8_t size_of
         uint32_t mask = 0;
 
         if (vg_hash_alg_from_tpm_id(hash, &alg) < 0)
-                return vg_error_set(err, -EBADMSG, "%s: PCR bank 0x%04x is not a known hash",
-                                    where, hash);
+                return vg_error_set(err, -EBADMSG, "%s: PCR bank 0x%04x is not a known hash", where,
+                                    hash);
         if (size_of_select < 1 || size_of_select > 4)
                 return vg_error_set(err, -EBADMSG, "%s: sizeofSelect %u, expected 1 to 4", where,
                                     size_of_select);
@@ -186,8 +186,7 @@ static int parse_attest(const uint8_t *data, size_t len, struct vg_quote_attest 
         memcpy(a->extra_data, t.p, t.len);
         a->extra_data_len = t.len;
         if (!u64be(&b, &a->clock_info.clock) || !vg_buf_u32be(&b, &a->clock_info.reset_count) ||
-            !vg_buf_u32be(&b, &a->clock_info.restart_count) ||
-            !vg_buf_u8(&b, &a->clock_info.safe))
+            !vg_buf_u32be(&b, &a->clock_info.restart_count) || !vg_buf_u8(&b, &a->clock_info.safe))
                 return attest_short(err, "clockInfo");
         if (a->clock_info.safe > 1)
                 return vg_error_set(err, -EBADMSG, "TPMS_ATTEST: clockInfo.safe is %u",
@@ -208,8 +207,7 @@ static int parse_attest(const uint8_t *data, size_t len, struct vg_quote_attest 
                 if ((r = add_bank(&a->selection, type, sos, select, "TPMS_ATTEST", err)) < 0)
                         return r;
         }
-        if (!vg_buf_u16be(&b, &size) || size > sizeof(a->pcr_digest) ||
-            !vg_buf_sub(&b, size, &t))
+        if (!vg_buf_u16be(&b, &size) || size > sizeof(a->pcr_digest) || !vg_buf_sub(&b, size, &t))
                 return attest_short(err, "pcrDigest");
         memcpy(a->pcr_digest, t.p, t.len);
         a->pcr_digest_len = t.len;
@@ -265,8 +263,10 @@ int vg_pcrblob_parse(const uint8_t *data, size_t len, struct vg_pcr_values *out,
 
         memset(out, 0, sizeof(*out));
         if (!vg_buf_u32le(&b, &count) || b.len < BLOB_SELECTIONS * BLOB_SEL_SIZE)
-                return vg_error_set(err, -EBADMSG, "pcrblob: %zu bytes, too short for the "
-                                                   "selection (%u)", len, BLOB_SEL_LIST);
+                return vg_error_set(err, -EBADMSG,
+                                    "pcrblob: %zu bytes, too short for the "
+                                    "selection (%u)",
+                                    len, BLOB_SEL_LIST);
         if (count > VG_HASH_ALG_COUNT)
                 return vg_error_set(err, -EBADMSG, "pcrblob: %u PCR banks selected", count);
         for (uint32_t i = 0; i < BLOB_SELECTIONS; i++) {
@@ -288,8 +288,7 @@ int vg_pcrblob_parse(const uint8_t *data, size_t len, struct vg_pcr_values *out,
         if (!vg_buf_u32le(&b, &lists))
                 return vg_error_set(err, -EBADMSG, "pcrblob: truncated before the digest count");
         /* tpm2-tools reads until every PCR arrived; a TPM may return fewer than 8 per read. */
-        if (lists > (total ? total : 1) ||
-            b.len != (size_t)lists * BLOB_LIST_SIZE)
+        if (lists > (total ? total : 1) || b.len != (size_t)lists * BLOB_LIST_SIZE)
                 return vg_error_set(err, -EBADMSG,
                                     "pcrblob: %u digest lists announced, %zu bytes follow (each "
                                     "list is %u)",
@@ -302,8 +301,10 @@ int vg_pcrblob_parse(const uint8_t *data, size_t len, struct vg_pcr_values *out,
                 if (!vg_buf_u32le(&b, &n))
                         return vg_error_set(err, -EBADMSG, "pcrblob: truncated digest list");
                 if (n > BLOB_DIGESTS)
-                        return vg_error_set(err, -EBADMSG, "pcrblob: digest list %u holds %u "
-                                                           "digests, at most 8", l, n);
+                        return vg_error_set(err, -EBADMSG,
+                                            "pcrblob: digest list %u holds %u "
+                                            "digests, at most 8",
+                                            l, n);
                 for (uint32_t d = 0; d < BLOB_DIGESTS; d++) {
                         struct vg_buf e;
                         uint16_t size;
@@ -316,7 +317,8 @@ int vg_pcrblob_parse(const uint8_t *data, size_t len, struct vg_pcr_values *out,
                         if (next >= total)
                                 return vg_error_set(err, -EBADMSG,
                                                     "pcrblob: more digests than the %u PCRs "
-                                                    "selected", total);
+                                                    "selected",
+                                                    total);
                         while (!(out->selection.bank[bank].mask >> pcr & 1)) {
                                 if (++pcr == VG_PCR_MAX) {
                                         pcr = 0;
@@ -341,8 +343,8 @@ int vg_pcrblob_parse(const uint8_t *data, size_t len, struct vg_pcr_values *out,
                 }
         }
         if (next != total)
-                return vg_error_set(err, -EBADMSG,
-                                    "pcrblob: %u digests for the %u PCRs selected", next, total);
+                return vg_error_set(err, -EBADMSG, "pcrblob: %u digests for the %u PCRs selected",
+                                    next, total);
         return 0;
 }
 
@@ -381,8 +383,8 @@ int vg_pcrblob_build(const struct vg_pcr_values *pcrs, uint8_t **out, size_t *le
 
                         if (!(sel->bank[i].mask >> pcr & 1))
                                 continue;
-                        list = blob + BLOB_SEL_LIST + 4 +
-                               (size_t)(k / BLOB_DIGESTS) * BLOB_LIST_SIZE;
+                        list =
+                            blob + BLOB_SEL_LIST + 4 + (size_t)(k / BLOB_DIGESTS) * BLOB_LIST_SIZE;
                         put_le(list, k % BLOB_DIGESTS + 1, 4);
                         p = list + 4 + (size_t)(k % BLOB_DIGESTS) * BLOB_DIGEST_SIZE;
                         put_le(p, (uint32_t)dlen, 2);
@@ -435,10 +437,10 @@ int vg_quote_parse(const char *s, size_t len, struct vg_quote **out, struct vg_e
                 return vg_error_set(err, -ENOMEM, "out of memory");
         if ((r = b64_field(s + 1, (size_t)(c1 - s - 1), "TPMS_ATTEST", &q->attest_raw,
                            &q->attest_len, err)) < 0 ||
-            (r = b64_field(c1 + 1, (size_t)(c2 - c1 - 1), "TPMT_SIGNATURE", &sig, &sig_len,
-                           err)) < 0 ||
-            (r = b64_field(c2 + 1, len - (size_t)(c2 + 1 - s), "pcrblob", &blob, &blob_len,
-                           err)) < 0)
+            (r = b64_field(c1 + 1, (size_t)(c2 - c1 - 1), "TPMT_SIGNATURE", &sig, &sig_len, err)) <
+                0 ||
+            (r = b64_field(c2 + 1, len - (size_t)(c2 + 1 - s), "pcrblob", &blob, &blob_len, err)) <
+                0)
                 return r;
         if ((r = parse_attest(q->attest_raw, q->attest_len, &q->attest, err)) < 0 ||
             (r = parse_signature(sig, sig_len, &q->sig, err)) < 0 ||
@@ -519,7 +521,7 @@ const uint8_t *vg_pcr_value(const struct vg_pcr_values *pcrs, enum vg_hash_alg a
         for (unsigned i = 0; i < pcrs->selection.count; i++)
                 if (pcrs->selection.bank[i].alg == alg)
                         return pcrs->selection.bank[i].mask >> pcr & 1 ? pcrs->value[alg][pcr]
-                                                                        : NULL;
+                                                                       : NULL;
         return NULL;
 }
 
@@ -535,8 +537,9 @@ static bool same_selection(const struct vg_pcr_selection *a, const struct vg_pcr
 
 static const char *sig_name(enum vg_quote_sig_alg alg)
 {
-        return alg == VG_QUOTE_SIG_RSASSA ? "RSASSA" : alg == VG_QUOTE_SIG_RSAPSS ? "RSAPSS"
-                                                                                  : "ECDSA";
+        return alg == VG_QUOTE_SIG_RSASSA   ? "RSASSA"
+               : alg == VG_QUOTE_SIG_RSAPSS ? "RSAPSS"
+                                            : "ECDSA";
 }
 
 /* The TPM signs H(TPMS_ATTEST) with the scheme's hash (Part 3 §18.4, §18.2.1). */
@@ -614,8 +617,8 @@ int vg_quote_verify(const struct vg_quote *q, EVP_PKEY *ak, const struct vg_quot
                             sig_name(q->sig.alg));
         if (q->sig.hash != exp->hash_alg)
                 return fail(status, VG_QUOTE_HASH_ALG_MISMATCH, -EBADMSG, err,
-                            "quote signed with hash %s, expected %s",
-                            vg_hash_alg_name(q->sig.hash), vg_hash_alg_name(exp->hash_alg));
+                            "quote signed with hash %s, expected %s", vg_hash_alg_name(q->sig.hash),
+                            vg_hash_alg_name(exp->hash_alg));
         if ((r = check_signature(q, ak, status, err)) < 0)
                 return r;
         if (a->extra_data_len != exp->nonce_len ||
@@ -678,8 +681,8 @@ int vg_quote_check_clock(const struct vg_clock_info *prev, const struct vg_clock
                             cur->restart_count);
         if (cur->clock <= prev->clock)
                 return fail(status, VG_QUOTE_CLOCK_STALLED, -EBADMSG, err,
-                            "TPM clock went from %llu to %llu ms",
-                            (unsigned long long)prev->clock, (unsigned long long)cur->clock);
+                            "TPM clock went from %llu to %llu ms", (unsigned long long)prev->clock,
+                            (unsigned long long)cur->clock);
         return 0;
 }
 
@@ -712,8 +715,8 @@ int vg_quote_check_pcr16(const struct vg_pcr_values *pcrs, enum vg_hash_alg alg,
                 _cleanup_free_ char *w = vg_hex_encode(want, vg_hash_size(alg));
 
                 return fail(status, VG_QUOTE_PCR16_MISMATCH, -EBADMSG, err,
-                            "%s PCR16 is %s, the NK's public key gives %s",
-                            vg_hash_alg_name(alg), g ? g : "", w ? w : "");
+                            "%s PCR16 is %s, the NK's public key gives %s", vg_hash_alg_name(alg),
+                            g ? g : "", w ? w : "");
         }
         return 0;
 }
@@ -771,7 +774,7 @@ int vg_tpm_policy_parse(const char *json, struct vg_tpm_policy **out, struct vg_
         p = calloc(1, sizeof(*p));
         if (!p)
                 return vg_error_set(err, -ENOMEM, "out of memory");
-        json_object_foreach(root, key, v) {
+        json_object_foreach (root, key, v) {
                 struct vg_tpm_policy_pcr *pp;
                 char *end;
                 unsigned long pcr;
@@ -796,17 +799,15 @@ int vg_tpm_policy_parse(const char *json, struct vg_tpm_policy **out, struct vg_
                                             "\"mask\"",
                                             key);
                 if (pcr == VG_PCR_IMA || pcr == VG_PCR_NK)
-                        return vg_error_set(err, -EINVAL,
-                                            "tpm_policy: PCR %lu may not be in tpm_policy (%s)",
-                                            pcr,
-                                            pcr == VG_PCR_IMA ? "IMA uses it; give a runtime "
-                                                                "policy instead"
-                                                              : "it binds the agent's NK");
+                        return vg_error_set(
+                            err, -EINVAL, "tpm_policy: PCR %lu may not be in tpm_policy (%s)", pcr,
+                            pcr == VG_PCR_IMA ? "IMA uses it; give a runtime "
+                                                "policy instead"
+                                              : "it binds the agent's NK");
                 pp = &p->pcr[pcr];
                 pp->count = json_is_array(v) ? json_array_size(v) : 1;
                 if (pp->count == 0)
-                        return vg_error_set(err, -EINVAL, "tpm_policy: PCR %lu has no values",
-                                            pcr);
+                        return vg_error_set(err, -EINVAL, "tpm_policy: PCR %lu has no values", pcr);
                 pp->values = calloc(pp->count, sizeof(*pp->values));
                 pp->lens = calloc(pp->count, sizeof(*pp->lens));
                 if (!pp->values || !pp->lens)

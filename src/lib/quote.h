@@ -91,13 +91,13 @@ enum vg_quote_status {
         VG_QUOTE_NONCE_MISMATCH,     /* extraData != nonce */
         VG_QUOTE_SELECTION_MISMATCH, /* quoted selection != pcrblob selection */
         VG_QUOTE_PCR_DIGEST_MISMATCH,
-        VG_QUOTE_CLOCK_UNSAFE,       /* clockInfo.safe == 0 */
+        VG_QUOTE_CLOCK_UNSAFE, /* clockInfo.safe == 0 */
         VG_QUOTE_RESET_DECREASED,
         VG_QUOTE_RESTART_DECREASED,
-        VG_QUOTE_CLOCK_STALLED,      /* clock did not advance */
-        VG_QUOTE_PCR_MISSING,        /* a PCR the check needs was not quoted */
-        VG_QUOTE_PCR16_MISMATCH,     /* NK binding */
-        VG_QUOTE_POLICY_MISMATCH,    /* a PCR differs from tpm_policy */
+        VG_QUOTE_CLOCK_STALLED,   /* clock did not advance */
+        VG_QUOTE_PCR_MISSING,     /* a PCR the check needs was not quoted */
+        VG_QUOTE_PCR16_MISMATCH,  /* NK binding */
+        VG_QUOTE_POLICY_MISMATCH, /* a PCR differs from tpm_policy */
 };
 const char *vg_quote_status_str(enum vg_quote_status st);
 
@@ -142,8 +142,7 @@ int vg_quote_check_clock(const struct vg_clock_info *prev, const struct vg_clock
                          enum vg_quote_status *status, struct vg_error *err);
 
 /* The value PCR16 holds after PCR_Reset(16) and PCR_Extend(16, H(pem)): H(0..0 || H(pem)). */
-int vg_quote_pcr16_expected(enum vg_hash_alg alg, const void *pem, size_t pem_len,
-                            uint8_t *out);
+int vg_quote_pcr16_expected(enum vg_hash_alg alg, const void *pem, size_t pem_len, uint8_t *out);
 /* Check PCR16 of bank alg in pcrs against the NK's PEM. */
 int vg_quote_check_pcr16(const struct vg_pcr_values *pcrs, enum vg_hash_alg alg, const void *pem,
                          size_t pem_len, enum vg_quote_status *status, struct vg_error *err);
@@ -159,7 +158,7 @@ struct vg_tpm_policy_pcr {
 };
 
 struct vg_tpm_policy {
-        uint32_t mask;     /* the given mask ORed with the PCRs that have values */
+        uint32_t mask; /* the given mask ORed with the PCRs that have values */
         uint32_t with_values;
         struct vg_tpm_policy_pcr pcr[VG_PCR_MAX];
 };

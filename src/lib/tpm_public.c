@@ -66,8 +66,7 @@ static int read_tpm2b(struct vg_buf *b, const uint8_t *start, const char *what, 
         return 0;
 }
 
-static int hash_from_id(uint16_t id, const char *what, enum vg_hash_alg *out,
-                        struct vg_error *err)
+static int hash_from_id(uint16_t id, const char *what, enum vg_hash_alg *out, struct vg_error *err)
 {
         if (vg_hash_alg_from_tpm_id(id, out) < 0)
                 return vg_error_set(err, -EOPNOTSUPP,
@@ -110,8 +109,8 @@ static int ecc_pkey(const char *group, const uint8_t *point, size_t point_len, E
         ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
         if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
             EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) <= 0)
-                return vg_error_set(err, -EINVAL,
-                                    "TPM2B_PUBLIC: the ECC point is not on curve %s", group);
+                return vg_error_set(err, -EINVAL, "TPM2B_PUBLIC: the ECC point is not on curve %s",
+                                    group);
         return 0;
 }
 
@@ -173,9 +172,8 @@ static int parse_rsa(struct vg_buf *b, const uint8_t *start, struct vg_tpm_publi
                 return r;
         if (pub->scheme != ALG_NULL && pub->scheme != ALG_RSASSA && pub->scheme != ALG_RSAPSS &&
             pub->scheme != ALG_RSAES && pub->scheme != ALG_OAEP)
-                return vg_error_set(err, -EBADMSG,
-                                    "TPM2B_PUBLIC: scheme 0x%04x is not an RSA scheme",
-                                    pub->scheme);
+                return vg_error_set(
+                    err, -EBADMSG, "TPM2B_PUBLIC: scheme 0x%04x is not an RSA scheme", pub->scheme);
         if (!vg_buf_u16be(b, &pub->key_bits) || !vg_buf_u32be(b, &exponent))
                 return truncated(err, "the RSA key bits and exponent", b, start);
         if (pub->key_bits < 1024 || pub->key_bits > 4096 || pub->key_bits % 8)
@@ -219,9 +217,8 @@ static int parse_ecc(struct vg_buf *b, const uint8_t *start, struct vg_tpm_publi
             (r = parse_scheme(b, start, pub, err)) < 0)
                 return r;
         if (pub->scheme != ALG_NULL && (pub->scheme < ALG_ECDSA || pub->scheme > 0x001d))
-                return vg_error_set(err, -EBADMSG,
-                                    "TPM2B_PUBLIC: scheme 0x%04x is not an ECC scheme",
-                                    pub->scheme);
+                return vg_error_set(
+                    err, -EBADMSG, "TPM2B_PUBLIC: scheme 0x%04x is not an ECC scheme", pub->scheme);
         if (!vg_buf_u16be(b, &pub->curve))
                 return truncated(err, "the curve", b, start);
         for (size_t i = 0; i < VG_ARRAY_SIZE(curves); i++) {
@@ -266,8 +263,10 @@ int vg_tpm_public_parse(const uint8_t *data, size_t len, struct vg_tpm_public **
 
         *out = NULL;
         if (!vg_buf_u16be(&b, &size))
-                return vg_error_set(err, -EBADMSG, "TPM2B_PUBLIC: %zu bytes, too short for the "
-                                                   "size field", len);
+                return vg_error_set(err, -EBADMSG,
+                                    "TPM2B_PUBLIC: %zu bytes, too short for the "
+                                    "size field",
+                                    len);
         if (size != b.len)
                 return vg_error_set(err, -EBADMSG,
                                     "TPM2B_PUBLIC: the size field says %u bytes follow, %zu do%s",

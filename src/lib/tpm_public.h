@@ -13,17 +13,17 @@
 #include "hash.h"
 
 /* TPMA_OBJECT bits (TPM 2.0 Part 2 §8.3.2). */
-#define VG_TPMA_FIXED_TPM              (1u << 1)
-#define VG_TPMA_ST_CLEAR               (1u << 2)
-#define VG_TPMA_FIXED_PARENT           (1u << 4)
-#define VG_TPMA_SENSITIVE_DATA_ORIGIN  (1u << 5)
-#define VG_TPMA_USER_WITH_AUTH         (1u << 6)
-#define VG_TPMA_ADMIN_WITH_POLICY      (1u << 7)
-#define VG_TPMA_NO_DA                  (1u << 10)
-#define VG_TPMA_ENCRYPTED_DUPLICATION  (1u << 11)
-#define VG_TPMA_RESTRICTED             (1u << 16)
-#define VG_TPMA_DECRYPT                (1u << 17)
-#define VG_TPMA_SIGN                   (1u << 18)
+#define VG_TPMA_FIXED_TPM             (1u << 1)
+#define VG_TPMA_ST_CLEAR              (1u << 2)
+#define VG_TPMA_FIXED_PARENT          (1u << 4)
+#define VG_TPMA_SENSITIVE_DATA_ORIGIN (1u << 5)
+#define VG_TPMA_USER_WITH_AUTH        (1u << 6)
+#define VG_TPMA_ADMIN_WITH_POLICY     (1u << 7)
+#define VG_TPMA_NO_DA                 (1u << 10)
+#define VG_TPMA_ENCRYPTED_DUPLICATION (1u << 11)
+#define VG_TPMA_RESTRICTED            (1u << 16)
+#define VG_TPMA_DECRYPT               (1u << 17)
+#define VG_TPMA_SIGN                  (1u << 18)
 
 /* The largest Name: a 2-byte algorithm and a SHA-512 digest. */
 #define VG_TPM_NAME_MAX (2 + VG_HASH_MAX_SIZE)
@@ -36,21 +36,21 @@ enum vg_tpm_key_type {
 struct vg_tpm_public {
         enum vg_tpm_key_type type;
         enum vg_hash_alg name_alg;
-        uint32_t attributes;   /* TPMA_OBJECT, VG_TPMA_* */
-        uint16_t sym_alg;      /* TPM2_ALG_ID: 0x0006 AES, 0x0010 NULL */
-        uint16_t sym_bits;     /* 0 when sym_alg is NULL */
-        uint16_t sym_mode;     /* 0x0043 CFB for storage keys (EKs) */
-        uint16_t scheme;       /* TPM2_ALG_ID: 0x0014 RSASSA, 0x0016 RSAPSS, 0x0018 ECDSA,
-                                * 0x0010 NULL */
-        uint16_t scheme_hash;  /* TPM2_ALG_ID of the scheme's hash, 0x0010 when none */
-        uint16_t key_bits;     /* RSA modulus bits, or the ECC curve's field bits */
-        uint16_t curve;        /* TPM2_ECC_CURVE: 0x0003 P-256, 0x0004 P-384, 0x0005 P-521 */
-        uint8_t ecc_x[66];     /* the ECC point's x, left-padded to the field size (KDFe) */
+        uint32_t attributes;  /* TPMA_OBJECT, VG_TPMA_* */
+        uint16_t sym_alg;     /* TPM2_ALG_ID: 0x0006 AES, 0x0010 NULL */
+        uint16_t sym_bits;    /* 0 when sym_alg is NULL */
+        uint16_t sym_mode;    /* 0x0043 CFB for storage keys (EKs) */
+        uint16_t scheme;      /* TPM2_ALG_ID: 0x0014 RSASSA, 0x0016 RSAPSS, 0x0018 ECDSA,
+                               * 0x0010 NULL */
+        uint16_t scheme_hash; /* TPM2_ALG_ID of the scheme's hash, 0x0010 when none */
+        uint16_t key_bits;    /* RSA modulus bits, or the ECC curve's field bits */
+        uint16_t curve;       /* TPM2_ECC_CURVE: 0x0003 P-256, 0x0004 P-384, 0x0005 P-521 */
+        uint8_t ecc_x[66];    /* the ECC point's x, left-padded to the field size (KDFe) */
         size_t ecc_x_len;
         uint8_t name[VG_TPM_NAME_MAX]; /* nameAlg || H(TPMT_PUBLIC) (Part 1 §16) */
         size_t name_len;
-        EVP_PKEY *pkey;        /* the public key; owned */
-        uint8_t *marshalled;   /* the whole TPM2B_PUBLIC as received; owned */
+        EVP_PKEY *pkey;      /* the public key; owned */
+        uint8_t *marshalled; /* the whole TPM2B_PUBLIC as received; owned */
         size_t marshalled_len;
 };
 
