@@ -178,7 +178,7 @@ static bool cert_matches_public(const uint8_t *der, size_t der_len, const uint8_
 static void test_ek(enum vg_swtpm_ek which)
 {
         const char *what = which == VG_SWTPM_EK_ECC_P256 ? "ECC EK" : "RSA EK";
-        enum vg_tpm_key_alg alg = which == VG_SWTPM_EK_ECC_P256 ? VG_TPM_KEY_ECC : VG_TPM_KEY_RSA;
+        enum vg_tpm_key_type alg = which == VG_SWTPM_EK_ECC_P256 ? VG_TPM_KEY_ECC : VG_TPM_KEY_RSA;
         _cleanup_swtpm_ struct vg_swtpm *t = start_tpm(which, 0);
         _cleanup_free_ uint8_t *der = NULL, *chain = NULL, *persistent = NULL, *created = NULL;
         size_t der_len = 0, chain_len = 0, p_len = 0, c_len = 0;
@@ -237,7 +237,7 @@ static const char nk_pem[] = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQ
 static void test_quote(const struct quote_case *c)
 {
         _cleanup_swtpm_ struct vg_swtpm *t = start_tpm(c->ek, c->banks);
-        enum vg_tpm_key_alg ek_alg =
+        enum vg_tpm_key_type ek_alg =
             c->ek == VG_SWTPM_EK_ECC_P256 ? VG_TPM_KEY_ECC : VG_TPM_KEY_RSA;
         const char *w = c->what;
         _cleanup_free_ char *msg = path("quote.msg"), *sig = path("quote.sig");
@@ -604,7 +604,7 @@ static double now_ms(void)
         return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void test_many_quotes(enum vg_tpm_key_alg alg, int count)
+static void test_many_quotes(enum vg_tpm_key_type alg, int count)
 {
         const char *w = alg == VG_TPM_KEY_ECC ? "ecdsa" : "rsassa";
         _cleanup_swtpm_ struct vg_swtpm *t = start_tpm(VG_SWTPM_EK_RSA2048, 0);

@@ -38,7 +38,7 @@ struct vg_tpm {
 
         ESYS_TR ek;        /* ESYS_TR_NONE until vg_tpm_ek_load() */
         bool ek_transient; /* created here: flush it; else only close the ESYS_TR */
-        enum vg_tpm_key_alg ek_alg;
+        enum vg_tpm_key_type ek_alg;
         TPM2B_PUBLIC ek_pub;
 
         ESYS_TR ak;
@@ -117,12 +117,12 @@ static int mu_fail(struct vg_error *err, const char *what, TSS2_RC rc)
         return vg_error_set(err, -EBADMSG, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc), (unsigned)rc);
 }
 
-const char *vg_tpm_key_alg_name(enum vg_tpm_key_alg alg)
+const char *vg_tpm_key_type_name(enum vg_tpm_key_type alg)
 {
         return alg == VG_TPM_KEY_ECC ? "ecc" : "rsa";
 }
 
-const char *vg_tpm_sign_alg_name(enum vg_tpm_key_alg alg)
+const char *vg_tpm_sign_alg_name(enum vg_tpm_key_type alg)
 {
         return alg == VG_TPM_KEY_ECC ? "ecdsa" : "rsassa";
 }
@@ -365,7 +365,7 @@ out:
         return r;
 }
 
-int vg_tpm_ek_cert_read(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, uint8_t **der, size_t *len,
+int vg_tpm_ek_cert_read(struct vg_tpm *tpm, enum vg_tpm_key_type alg, uint8_t **der, size_t *len,
                         struct vg_error *err)
 {
         uint32_t index = alg == VG_TPM_KEY_ECC ? VG_TPM_NV_EK_CERT_ECC : VG_TPM_NV_EK_CERT_RSA;
@@ -380,7 +380,7 @@ int vg_tpm_ek_cert_read(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, uint8_t **d
                 return vg_error_set(err, -ENOENT,
                                     "no %s EK certificate: NV index 0x%08x is "
                                     "not defined",
-                                    vg_tpm_key_alg_name(alg), index);
+                                    vg_tpm_key_type_name(alg), index);
         r = nv_read(tpm, index, der, len, err);
         if (r < 0)
                 return r;
@@ -434,7 +434,7 @@ int vg_tpm_ek_chain_read(struct vg_tpm *tpm, uint8_t **der, size_t *len, struct 
 
 /* TCG EK Credential Profile 2.x, B.3.3 (template L-1, RSA 2048) and B.3.4 (template L-2,
  * NIST P-256): what an EK certificate certifies, so the key comes out the same every time. */
-static void ek_template(enum vg_tpm_key_alg alg, TPM2B_PUBLIC *t)
+static void ek_template(enum vg_tpm_key_type alg, TPM2B_PUBLIC *t)
 {
         memset(t, 0, sizeof(*t));
         t->publicArea.nameAlg = TPM2_ALG_SHA256;
@@ -469,7 +469,7 @@ static void ek_template(enum vg_tpm_key_alg alg, TPM2B_PUBLIC *t)
         }
 }
 
-static int ek_create(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, struct vg_error *err)
+static int ek_create(struct vg_tpm *tpm, enum vg_tpm_key_type alg, struct vg_error *err)
 {
         _cleanup_esys_ TPM2B_PUBLIC *pub = NULL;
         TPM2B_SENSITIVE_CREATE sens = { 0 };
@@ -492,7 +492,7 @@ static int ek_create(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, struct vg_erro
         return 0;
 }
 
-static int ek_use_persistent(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, uint32_t handle,
+static int ek_use_persistent(struct vg_tpm *tpm, enum vg_tpm_key_type alg, uint32_t handle,
                              struct vg_error *err)
 {
         _cleanup_esys_ TPM2B_PUBLIC *pub = NULL;
@@ -518,7 +518,7 @@ static int ek_use_persistent(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, uint32
                                     "persistent handle 0x%08x: expected a "
                                     "restricted %s decryption key (an EK), found type 0x%04x "
                                     "attributes 0x%08x",
-                                    handle, vg_tpm_key_alg_name(alg), pub->publicArea.type,
+                                    handle, vg_tpm_key_type_name(alg), pub->publicArea.type,
                                     pub->publicArea.objectAttributes);
         }
         tpm->ek = h;
@@ -528,7 +528,7 @@ static int ek_use_persistent(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, uint32
         return 0;
 }
 
-int vg_tpm_ek_load(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, uint32_t handle,
+int vg_tpm_ek_load(struct vg_tpm *tpm, enum vg_tpm_key_type alg, uint32_t handle,
                    struct vg_error *err)
 {
         bool present = false;
@@ -550,7 +550,7 @@ int vg_tpm_ek_load(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, uint32_t handle,
         return ek_create(tpm, alg, err);
 }
 
-enum vg_tpm_key_alg vg_tpm_ek_alg(const struct vg_tpm *tpm)
+enum vg_tpm_key_type vg_tpm_ek_alg(const struct vg_tpm *tpm)
 {
         return tpm->ek_alg;
 }

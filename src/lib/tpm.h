@@ -8,6 +8,7 @@
 
 #include "cleanup.h"
 #include "error.h"
+#include "tpm_types.h"
 #include "hash.h"
 
 #define VG_TPM_DEFAULT_TCTI "device:/dev/tpmrm0"
@@ -32,11 +33,6 @@
 
 struct vg_tpm;
 
-enum vg_tpm_key_alg {
-        VG_TPM_KEY_RSA, /* RSA 2048; an AK signs with RSASSA */
-        VG_TPM_KEY_ECC, /* NIST P-256; an AK signs with ECDSA */
-};
-
 /* Flags of vg_tpm_open(). */
 enum {
         /* Flush transient objects and sessions left in the TPM by a process that died
@@ -57,14 +53,14 @@ VG_DEFINE_CLEANUP_FUNC(struct vg_tpm, vg_tpm_close)
 
 /* Protocol names of an algorithm, as Keylime's agent reports them in /agent/info and the
  * quote replies: "rsa"/"ecc" (enc_alg), "rsassa"/"ecdsa" (sign_alg). */
-const char *vg_tpm_key_alg_name(enum vg_tpm_key_alg alg);
-const char *vg_tpm_sign_alg_name(enum vg_tpm_key_alg alg);
+const char *vg_tpm_key_type_name(enum vg_tpm_key_type alg);
+const char *vg_tpm_sign_alg_name(enum vg_tpm_key_type alg);
 
 /* ---- EK ---------------------------------------------------------------------------------- */
 
 /* The EK certificate (DER) from NV VG_TPM_NV_EK_CERT_RSA or _ECC, trimmed to its DER length
  * (some TPMs pad the index). -ENOENT when the index is not defined. *der is malloc'd. */
-int vg_tpm_ek_cert_read(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, uint8_t **der, size_t *len,
+int vg_tpm_ek_cert_read(struct vg_tpm *tpm, enum vg_tpm_key_type alg, uint8_t **der, size_t *len,
                         struct vg_error *err);
 /* Every certificate in the chain indices 0x01c00100..0x01c001ff, in index order, as
  * concatenated DER. *len is 0 (and *der NULL) when the TPM has none. */
@@ -75,17 +71,17 @@ int vg_tpm_ek_chain_read(struct vg_tpm *tpm, uint8_t **der, size_t *len, struct 
  * template L-1 for RSA, B.3.4 template L-2 for ECC) so it matches the EK certificate;
  * VG_TPM_EK_TEMPLATE always creates it; any other value is a persistent handle to use (the
  * agent's ek_handle option). Replaces an EK loaded before. */
-int vg_tpm_ek_load(struct vg_tpm *tpm, enum vg_tpm_key_alg alg, uint32_t handle,
+int vg_tpm_ek_load(struct vg_tpm *tpm, enum vg_tpm_key_type alg, uint32_t handle,
                    struct vg_error *err);
 /* The EK public area as marshalled TPM2B_PUBLIC (Keylime's ek_tpm). *out is malloc'd. */
 int vg_tpm_ek_public(struct vg_tpm *tpm, uint8_t **out, size_t *len, struct vg_error *err);
-enum vg_tpm_key_alg vg_tpm_ek_alg(const struct vg_tpm *tpm);
+enum vg_tpm_key_type vg_tpm_ek_alg(const struct vg_tpm *tpm);
 
 /* ---- AK ---------------------------------------------------------------------------------- */
 
 struct vg_tpm_ak_params {
-        enum vg_tpm_key_alg alg; /* RSA 2048 + RSASSA, or P-256 + ECDSA */
-        enum vg_hash_alg hash;   /* signing scheme and name hash (Keylime's tpm_hash_alg) */
+        enum vg_tpm_key_type alg; /* RSA 2048 + RSASSA, or P-256 + ECDSA */
+        enum vg_hash_alg hash;    /* signing scheme and name hash (Keylime's tpm_hash_alg) */
 };
 
 /* Create a restricted signing key under the EK (TPM2_Create authorised by the EK's policy,

@@ -10,6 +10,7 @@
 
 #include "cleanup.h"
 #include "error.h"
+#include "tpm_types.h"
 #include "hash.h"
 
 /* TPMA_OBJECT bits (TPM 2.0 Part 2 §8.3.2). */
@@ -27,11 +28,6 @@
 
 /* The largest Name: a 2-byte algorithm and a SHA-512 digest. */
 #define VG_TPM_NAME_MAX (2 + VG_HASH_MAX_SIZE)
-
-enum vg_tpm_key_type {
-        VG_TPM_KEY_RSA, /* TPM2_ALG_RSA 0x0001 */
-        VG_TPM_KEY_ECC, /* TPM2_ALG_ECC 0x0023 */
-};
 
 struct vg_tpm_public {
         enum vg_tpm_key_type type;

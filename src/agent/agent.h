@@ -1,0 +1,69 @@
+/* vigil-agent: the Keylime-compatible agent's shared context: identity (UUID, AK, NK, TLS
+ * certificate), the TPM, the HTTPS API and the registration client, all on one event loop. */
+#pragma once
+
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+#include "hash.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "tpm.h"
+
+/* Keylime agent API versions served under /v<major>.<minor>/, oldest first. */
+#define VG_AGENT_API_OLDEST "2.1"
+#define VG_AGENT_API_NEWEST "2.5"
+extern const char *const vg_agent_api_versions[];
+
+/* A UUID or other agent id: what Keylime accepts in a URL segment. */
+#define VG_AGENT_ID_MAX 255
+
+struct vg_agent_registration; /* registration.c */
+
+struct vg_agent {
+        const struct vg_config *cfg;
+        struct event_base *base;
+        char uuid[VG_AGENT_ID_MAX + 1];
+        const char *data_dir;
+
+        struct vg_tpm *tpm;
+        enum vg_hash_alg hash_alg;     /* tpm_hash_alg: AK scheme hash and quoted PCR bank */
+        enum vg_tpm_key_type enc_alg;  /* tpm_encryption_alg: the EK's type */
+        enum vg_tpm_key_type sign_key; /* tpm_signing_alg: the AK's type */
+
+        EVP_PKEY *nk; /* the payload key (Keylime's NK), RSA 2048 */
+        char *nk_pem; /* its SubjectPublicKeyInfo PEM: /keys/pubkey, PCR16 binding */
+
+        char *server_cert_file; /* the TLS certificate and key the API serves with */
+        char *server_key_file;
+        char *server_cert_pem; /* sent to the registrar as mtls_cert */
+        bool mtls;             /* enable_agent_mtls */
+
+        /* The IMA list and UEFI log, opened once before run_as drops root (securityfs files
+         * are root-only) and re-read from the start for each quote; -1 when absent. */
+        int ima_fd, mb_fd;
+
+        struct vg_http_server *server;
+        struct vg_agent_registration *reg;
+};
+
+/* identity.c: the agent's persistent identity under data_dir. Each logs its own errors. */
+int vg_agent_uuid_setup(struct vg_agent *a);
+int vg_agent_nk_setup(struct vg_agent *a);
+int vg_agent_tls_setup(struct vg_agent *a);
+/* Read a whole file into a NUL-terminated buffer; -errno. */
+int vg_agent_read_file(const char *path, size_t max, char **out, size_t *len);
+/* The same from an open descriptor, from offset 0 (securityfs files have no useful size). */
+int vg_agent_read_fd(int fd, size_t max, char **out, size_t *len);
+
+/* api.c: routes of the Keylime agent API on a->server. */
+int vg_agent_api_register(struct vg_agent *a);
+
+/* registration.c: POST + ActivateCredential + PUT against the registrar, retried until it
+ * succeeds; runs on the loop, never blocks the API. */
+int vg_agent_registration_start(struct vg_agent *a);
+void vg_agent_registration_free(struct vg_agent_registration *r);
