@@ -400,6 +400,16 @@ static void test_wrong_tag(struct ctx *c, struct registrar *r, struct agent *a)
         is_int(agent_register(a, r, UUID_B, NULL, tag, NULL), 200, "agent B registers again");
         is_int(activate(r, UUID_B, "", "", NULL), 400, "an empty auth_tag is refused");
         is_int(activate(r, UUID_B, tag, "", NULL), 404, "and it deleted the registration too");
+
+        /* Unlike Keylime, a junk tag from anyone who reaches port 8890 cannot remove an agent
+         * that is already active. */
+        is_int(agent_register(a, r, UUID_B, NULL, tag, NULL), 200, "agent B registers once more");
+        is_int(activate(r, UUID_B, tag, "", NULL), 200, "and activates");
+        json_decref(j);
+        j = NULL;
+        is_int(activate(r, UUID_B, bad, "", &j), 400, "a wrong tag for an active agent: 400");
+        contains(status_text(j), "stays active", "the refusal says the agent stays active");
+        is_int(get_agent(c, r, UUID_B, NULL), 200, "the active agent is still readable");
 }
 
 static void test_bad_input(struct ctx *c, struct registrar *r, struct agent *a)

@@ -508,7 +508,7 @@ static void on_register_body(struct vg_http_request *req, void *userdata)
 struct activation {
         const char *agent_id;
         const char *auth_tag;
-        bool found, matched;
+        bool found, matched, was_active;
         char why[256];
 };
 
@@ -519,8 +519,9 @@ static int activation_txn(struct vg_store *db, void *userdata, struct vg_error *
         struct vg_error terr = { 0 };
         int r;
 
-        a->found = a->matched = false;
-        r = vg_store_prepare(db, "SELECT auth_key FROM agents WHERE agent_id = $1", &st, err);
+        a->found = a->matched = a->was_active = false;
+        r = vg_store_prepare(db, "SELECT auth_key, active FROM agents WHERE agent_id = $1", &st,
+                             err);
         if (r < 0)
                 return r;
         vg_stmt_bind_text(st, 1, a->agent_id);
@@ -528,20 +529,26 @@ static int activation_txn(struct vg_store *db, void *userdata, struct vg_error *
         if (r <= 0)
                 return r;
         a->found = true;
+        a->was_active = vg_stmt_column_int64(st, 1) != 0;
         /* Constant time (CVE-2023-38201 was a tag check that could be bypassed). */
         a->matched = vg_auth_tag_check(vg_stmt_column_text(st, 0, NULL), a->agent_id, a->auth_tag,
                                        &terr) == 0;
         snprintf(a->why, sizeof(a->why), "%s", vg_error_str(&terr));
         vg_stmt_free(TAKE_PTR(st));
 
+        /* Keylime deletes the registration on any failed activation, so anyone who can reach
+         * the unauthenticated port could remove an active agent with a junk tag. An active
+         * registration stays; only a pending one is removed. */
+        if (!a->matched && a->was_active)
+                return 0;
         if (a->matched)
                 r = vg_store_prepare(db,
                                      "UPDATE agents SET active = 1, updated_at = $2 "
                                      "WHERE agent_id = $1",
                                      &st, err);
         else
-                /* As Keylime: a failed activation removes the registration; the agent has to
-                 * register again and gets a new challenge. */
+                /* As Keylime: a failed activation removes the pending registration; the agent
+                 * has to register again and gets a new challenge. */
                 r = vg_store_prepare(db, "DELETE FROM agents WHERE agent_id = $1", &st, err);
         if (r < 0)
                 return r;
@@ -573,6 +580,11 @@ static int activate(struct vg_http_request *req, struct vg_registrar *reg)
         }
         if (!a.found)
                 return refuse(req, 404, agent, "agent %s is not registered", agent);
+        if (!a.matched && a.was_active)
+                return refuse(req, 400, agent,
+                              "auth_tag for agent %s does not match the challenge (%s); the "
+                              "agent stays active",
+                              agent, a.why);
         if (!a.matched)
                 return refuse(req, 400, agent,
                               "auth_tag for agent %s does not match the challenge (%s); the "
