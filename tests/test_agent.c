@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -20,6 +22,8 @@
 #include "http_server.h"
 #include "quote.h"
 #include "swtpm.h"
+#include "payload.h"
+#include "revocation.h"
 #include "tap.h"
 #include "tls.h"
 #include "tpm_public.h"
@@ -463,6 +467,170 @@ static void base_env(struct ctx *c, struct env *e, const char *data_dir, int reg
         env_add(e, "VIGIL_AGENT_MEASUREDBOOT_ML_PATH=%s", c->mb_path);
 }
 
+/* POST JSON to https://127.0.0.1:port<target>; the status, and the reply's "status" text. */
+static int post(int port, SSL_CTX *tls, const char *target, json_t *body, char **status)
+{
+        char url[1024];
+        struct vg_http_response *resp = NULL;
+        struct vg_error err = { 0 };
+        struct vg_http_client_config cc = { .timeout_ms = 10000 };
+
+        snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", port, target);
+        struct vg_http_client_request req = {
+                .method = "POST", .url = url, .json = body, .tls = tls
+        };
+        if (status)
+                *status = NULL;
+        if (vg_http_fetch(&cc, &req, &resp, &err) < 0) {
+                if (status)
+                        *status = strdup(vg_error_str(&err));
+                return -1;
+        }
+        int code = resp->status;
+        json_t *j = vg_http_response_json(resp, NULL);
+        if (status)
+                *status = strdup(j ? json_string_value(json_object_get(j, "status")) ?: "" : "");
+        json_decref(j);
+        vg_http_response_free(resp);
+        return code;
+}
+
+static bool wait_for_file(const char *path, double secs)
+{
+        for (double end = now() + secs; now() < end; usleep(20000))
+                if (access(path, F_OK) == 0)
+                        return true;
+        return false;
+}
+
+/* The tenant's and verifier's side of a Keylime payload: split K into U and V, encrypt each
+ * to the agent's NK, send U with the auth_tag and a zip whose autorun.sh leaves a marker, then
+ * V; then a signed revocation notification runs the configured action, a forged one nothing. */
+static void test_payload(struct ctx *c, int port, const char *uuid, const char *nk_pem,
+                         const char *data_dir, const char *revoker_key)
+{
+        char path[1024], marker[1024], zip[1024], *status = NULL, *out = NULL;
+        struct vg_payload_bundle b = { 0 };
+        struct vg_error err = { 0 };
+
+        snprintf(path, sizeof(path), "%s/payload-src", c->dir);
+        mkdir(path, 0700);
+        snprintf(marker, sizeof(marker), "%s/autorun-ran", c->dir);
+        char script[2048];
+        snprintf(script, sizeof(script), "#!/bin/sh\npwd > '%s'\n", marker);
+        char *autorun = write_tmp(path, "autorun.sh", script, strlen(script));
+        char *secret = write_tmp(path, "secret.txt", "s3cr3t\n", 7);
+        snprintf(zip, sizeof(zip), "%s/payload.zip", c->dir);
+        char *zip_argv[] = { "zip", "-q", "-j", zip, autorun, secret, NULL };
+        is_int(tap_run(zip_argv, &out), 0, "payload zip made with zip(1)");
+        free(out);
+        size_t zip_len = 0;
+        char *zip_bytes = tap_read_file(zip, &zip_len);
+
+        BIO *bio = BIO_new_mem_buf(nk_pem, -1);
+        EVP_PKEY *nk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+        BIO_free(bio);
+        ok(nk != NULL, "the NK from /keys/pubkey loads");
+        char *u = NULL, *v = NULL;
+        if (!nk || !zip_bytes || vg_payload_bundle_new(zip_bytes, zip_len, uuid, &b, &err) < 0 ||
+            vg_payload_encrypt_half(nk, b.u, &u, &err) < 0 ||
+            vg_payload_encrypt_half(nk, b.v, &v, &err) < 0)
+                tap_bail("payload bundle: %s", vg_error_str(&err));
+
+        is_int(get(port, c->client, "/v2.1/keys/verify?challenge=abc", NULL, &status), 400,
+               "/keys/verify before the key exists: 400");
+        contains(status, "not available", "saying the key is not there yet");
+        free(status);
+
+        /* A U with a wrong auth_tag is refused once V arrives; nothing is delivered. */
+        char bad_tag[VG_PAYLOAD_AUTH_TAG_HEX + 1];
+        memcpy(bad_tag, b.auth_tag_hex, sizeof(bad_tag));
+        bad_tag[0] = bad_tag[0] == '0' ? '1' : '0';
+        json_t *ju = json_pack("{s:s, s:s, s:s}", "encrypted_key", u, "auth_tag", bad_tag,
+                               "payload", b.payload_b64);
+        json_t *jv = json_pack("{s:s}", "encrypted_key", v);
+        is_int(post(port, c->client, "/v2.1/keys/ukey", ju, NULL), 200,
+               "U with a wrong tag: stored");
+        is_int(post(port, c->client, "/v2.1/keys/vkey", jv, &status), 400,
+               "V then completes a pair whose auth_tag does not match: 400");
+        free(status);
+        json_decref(ju);
+
+        ju = json_pack("{s:s, s:s, s:s}", "encrypted_key", u, "auth_tag", b.auth_tag_hex, "payload",
+                       b.payload_b64);
+        is_int(post(port, c->client, "/v2.1/keys/ukey", ju, NULL), 200, "POST /keys/ukey");
+        is_int(post(port, c->client, "/v2.1/keys/vkey", jv, NULL), 200, "POST /keys/vkey");
+        json_decref(ju);
+        json_decref(jv);
+        ok(wait_for_file(marker, 15), "autorun.sh from the payload ran");
+        char *ran_in = tap_read_file(marker, NULL);
+        snprintf(path, sizeof(path), "%s/secure/unzipped\n", data_dir);
+        is_str(ran_in, path, "it ran in the secure unzipped directory");
+        free(ran_in);
+        snprintf(path, sizeof(path), "%s/secure/unzipped/secret.txt", data_dir);
+        char *got = tap_read_file(path, NULL);
+        is_str(got, "s3cr3t\n", "the payload's files are there, decrypted");
+        free(got);
+        snprintf(path, sizeof(path), "%s/secure/unzipped/derived_tci_key", data_dir);
+        size_t klen = 0;
+        got = tap_read_file(path, &klen);
+        is_mem(got, klen, b.k, sizeof(b.k), "K is written as enc_keyname");
+        free(got);
+
+        json_t *res = NULL;
+        is_int(get(port, c->client, "/v2.1/keys/verify?challenge=c0ffee", &res, NULL), 200,
+               "GET /keys/verify");
+        uint8_t mac[48];
+        unsigned mac_len = sizeof(mac);
+        HMAC(EVP_sha384(), b.k, sizeof(b.k), (const uint8_t *)"c0ffee", 6, mac, &mac_len);
+        char *mac_hex = vg_hex_encode(mac, mac_len);
+        is_str(jstr(res, "hmac"), mac_hex,
+               "its HMAC-SHA384(K, challenge) is what the tenant expects");
+        free(mac_hex);
+        json_decref(res);
+
+        /* Revocation: signed by the configured notifier, and forged. */
+        FILE *f = fopen(revoker_key, "r");
+        EVP_PKEY *rk = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+        if (f)
+                fclose(f);
+        EVP_PKEY *forger = EVP_RSA_gen(2048);
+        char *msg = NULL, *sig = NULL, *forged = NULL;
+        if (asprintf(&msg, "{\"type\": \"revocation\", \"agent_id\": \"%s\"}", uuid) < 0 || !rk ||
+            vg_revocation_sign(msg, rk, &sig, &err) < 0 ||
+            vg_revocation_sign(msg, forger, &forged, &err) < 0)
+                tap_bail("revocation signature: %s", vg_error_str(&err));
+        snprintf(path, sizeof(path), "%s/revoked", c->dir);
+        json_t *jr = json_pack("{s:s, s:s}", "msg", msg, "signature", forged);
+        is_int(post(port, c->client, "/v2.1/notifications/revocation", jr, &status), 400,
+               "a revocation signed by another key: 400");
+        json_decref(jr);
+        free(status);
+        usleep(200000);
+        ok(access(path, F_OK) != 0, "and its action did not run");
+        jr = json_pack("{s:s, s:s}", "msg", msg, "signature", sig);
+        is_int(post(port, c->client, "/v2.1/notifications/revocation", jr, NULL), 200,
+               "a revocation signed by revocation_cert's key: 200");
+        json_decref(jr);
+        ok(wait_for_file(path, 10), "the configured revocation action ran");
+        got = tap_read_file(path, NULL);
+        contains(got, uuid, "and got the notification's JSON");
+        free(got);
+
+        EVP_PKEY_free(rk);
+        EVP_PKEY_free(forger);
+        EVP_PKEY_free(nk);
+        free(msg);
+        free(sig);
+        free(forged);
+        free(u);
+        free(v);
+        free(zip_bytes);
+        free(autorun);
+        free(secret);
+        vg_payload_bundle_clear(&b);
+}
+
 /* ---- the tests ---- */
 
 static void test_refusals(struct ctx *c)
@@ -712,6 +880,24 @@ int main(void)
         snprintf(data, sizeof(data), "%s/data", c.dir);
         base_env(&c, &e, data, m.port);
         env_add(&e, "VIGIL_AGENT_TRUSTED_CLIENT_CA=%s/cacert.crt", c.ca_dir);
+        /* Revocations: signed with the key of a certificate our CA issues; the action leaves
+         * the notification's JSON in a marker file. */
+        char revoker_key[600], actions_dir[600];
+        char *issue[] = { getenv("VIGIL_CLI"), "ca",       "issue", c.ca_dir, "--name",
+                          "revoker",           "--client", NULL };
+        if (tap_run(issue, NULL) != 0)
+                tap_bail("vigil ca issue revoker failed");
+        snprintf(revoker_key, sizeof(revoker_key), "%s/revoker-private.pem", c.ca_dir);
+        snprintf(actions_dir, sizeof(actions_dir), "%s/actions", c.dir);
+        mkdir(actions_dir, 0700);
+        snprintf(buf, sizeof(buf), "#!/bin/sh\ncat \"$1\" > '%s/revoked'\n", c.dir);
+        free(write_tmp(actions_dir, "mark.sh", buf, strlen(buf)));
+        snprintf(buf, sizeof(buf), "%s/mark.sh", actions_dir);
+        chmod(buf, 0700);
+        env_add(&e, "VIGIL_AGENT_ENABLE_REVOCATION_NOTIFICATIONS=true");
+        env_add(&e, "VIGIL_AGENT_REVOCATION_CERT=%s/revoker-cert.crt", c.ca_dir);
+        env_add(&e, "VIGIL_AGENT_REVOCATION_ACTIONS_DIR=%s", actions_dir);
+        env_add(&e, "VIGIL_AGENT_REVOCATION_ACTIONS=mark.sh");
         snprintf(log, sizeof(log), "%s/agent1.log", c.dir);
         pid_t pid = spawn(getenv("VIGIL_AGENT"), &e, log, NULL);
 
@@ -838,9 +1024,7 @@ int main(void)
                 contains(status, bad[i].needle, "its message names %s", bad[i].needle);
                 free(status);
         }
-        /* the payload endpoints are not routed until the payload module is wired up */
-        is_int(get(c.agent_port, c.client, "/v2.1/keys/verify?challenge=abc", NULL, NULL), 404,
-               "/keys/verify is not served yet");
+        test_payload(&c, c.agent_port, uuid, pubkey, data, revoker_key);
 
         /* mTLS: no certificate, or one from another CA */
         SSL_CTX *nocert = client_ctx(mtls, NULL);

@@ -12,6 +12,7 @@
 #include "hash.h"
 #include "http_client.h"
 #include "http_server.h"
+#include "payload.h"
 #include "tpm.h"
 
 /* Keylime agent API versions served under /v<major>.<minor>/, oldest first. */
@@ -49,6 +50,13 @@ struct vg_agent {
 
         struct vg_http_server *server;
         struct vg_agent_registration *reg;
+
+        /* Payloads and revocations (payload_api.c). */
+        struct vg_payload_state *payload;
+        struct vg_payload_config payload_cfg;
+        char *secure_dir;          /* data_dir/secure */
+        char **revocation_actions; /* revocation_actions, split */
+        struct event *deliver_ev;  /* delivers the payload after the reply has gone */
 };
 
 /* identity.c: the agent's persistent identity under data_dir. Each logs its own errors. */
@@ -62,6 +70,13 @@ int vg_agent_read_fd(int fd, size_t max, char **out, size_t *len);
 
 /* api.c: routes of the Keylime agent API on a->server. */
 int vg_agent_api_register(struct vg_agent *a);
+/* Every versioned route checks its {version} first; returns false after answering 400. */
+bool vg_agent_version_ok(struct vg_http_request *req);
+
+/* payload_api.c: the U/V key halves, /keys/verify and revocation notifications. */
+int vg_agent_payload_setup(struct vg_agent *a);
+void vg_agent_payload_clear(struct vg_agent *a);
+int vg_agent_payload_api_register(struct vg_agent *a);
 
 /* registration.c: POST + ActivateCredential + PUT against the registrar, retried until it
  * succeeds; runs on the loop, never blocks the API. */

@@ -18,8 +18,7 @@ const char *const vg_agent_api_versions[] = { "2.1", "2.2", "2.3", "2.4", "2.5",
 
 #define PCR_NK 16u
 
-/* Every versioned route checks its {version} first; returns false after answering 400. */
-static bool version_ok(struct vg_http_request *req)
+bool vg_agent_version_ok(struct vg_http_request *req)
 {
         const char *v = vg_http_request_param(req, "version");
 
@@ -46,7 +45,7 @@ static void get_agent_info(struct vg_http_request *req, void *userdata)
 {
         struct vg_agent *a = userdata;
 
-        if (!version_ok(req))
+        if (!vg_agent_version_ok(req))
                 return;
         /* ak_handle: the AK is a transient object loaded from data_dir/ak.bin, whose handle is
          * an ESAPI detail; rust-keylime's number is as meaningless to a verifier. 0 says so. */
@@ -62,7 +61,7 @@ static void get_pubkey(struct vg_http_request *req, void *userdata)
 {
         struct vg_agent *a = userdata;
 
-        if (!version_ok(req))
+        if (!vg_agent_version_ok(req))
                 return;
         vg_http_reply_keylime(req, 200, "Success", json_pack("{s:s}", "pubkey", a->nk_pem));
 }
@@ -174,7 +173,7 @@ static void get_identity_quote(struct vg_http_request *req, void *userdata)
         const char *nonce;
         json_t *res;
 
-        if (!version_ok(req) || !(nonce = nonce_param(req)))
+        if (!vg_agent_version_ok(req) || !(nonce = nonce_param(req)))
                 return;
         vg_debug(VG_F("agent", a->uuid, "peer", vg_http_request_peer(req)),
                  "identity quote requested, nonce %s", nonce);
@@ -218,7 +217,7 @@ static void get_integrity_quote(struct vg_http_request *req, void *userdata)
         json_t *res;
         int r;
 
-        if (!version_ok(req) || !(nonce = nonce_param(req)))
+        if (!vg_agent_version_ok(req) || !(nonce = nonce_param(req)))
                 return;
         s = vg_http_request_query(req, "mask");
         if (s && !parse_mask(s, &mask)) {
@@ -288,8 +287,7 @@ static void get_integrity_quote(struct vg_http_request *req, void *userdata)
 
 int vg_agent_api_register(struct vg_agent *a)
 {
-        /* /keys/ukey, /keys/vkey, /keys/verify and /notifications/revocation belong to the
-         * payload module and are routed once it lands; until then they are 404. */
+        /* /keys/ukey, /keys/vkey, /keys/verify and /notifications/revocation: payload_api.c. */
         static const struct {
                 const char *pattern;
                 vg_http_handler_fn fn;
@@ -307,5 +305,5 @@ int vg_agent_api_register(struct vg_agent *a)
                 if (r < 0)
                         return r;
         }
-        return 0;
+        return vg_agent_payload_api_register(a);
 }

@@ -15,8 +15,6 @@
 #include "log.h"
 #include "tls.h"
 
-#define LATER "; used once payloads land"
-
 /* Keylime's agent option names (rust-keylime keylime-agent.conf), plus tcti and data_dir. */
 static const struct vg_config_option options[] = {
         { "uuid", VG_CONFIG_STRING, NULL,
@@ -39,15 +37,17 @@ static const struct vg_config_option options[] = {
         { "trusted_client_ca", VG_CONFIG_STRING_LIST, NULL,
           "CA certificates (absolute paths) a client certificate must chain to; required" },
         { "enc_keyname", VG_CONFIG_STRING, "derived_tci_key",
-          "file name of the payload key in the secure directory" LATER },
+          "file name of the payload key in the secure directory" },
         { "dec_payload_file", VG_CONFIG_STRING, "decrypted_payload",
-          "file name of the decrypted payload" LATER },
-        { "extract_payload_zip", VG_CONFIG_BOOLEAN, "true", "unzip the payload" LATER },
+          "file name of the decrypted payload" },
+        { "extract_payload_zip", VG_CONFIG_BOOLEAN, "true", "unzip the payload" },
         { "payload_script", VG_CONFIG_STRING, "autorun.sh",
-          "script run from the unzipped payload" LATER },
+          "script run from the unzipped payload" },
         { "enable_insecure_payload", VG_CONFIG_BOOLEAN, "false",
-          "run payload scripts without mTLS" LATER },
-        { "secure_size", VG_CONFIG_STRING, "1m", "size of the payload tmpfs" LATER },
+          "run payload scripts without mTLS" },
+        { "secure_size", VG_CONFIG_STRING, "1m",
+          "size of the payload tmpfs; accepted, not used: the secure directory is "
+          "data_dir/secure" },
         { "ima_ml_path", VG_CONFIG_PATH, "/sys/kernel/security/ima/ascii_runtime_measurements",
           "IMA measurement list (ASCII)" },
         { "measuredboot_ml_path", VG_CONFIG_PATH,
@@ -61,15 +61,17 @@ static const struct vg_config_option options[] = {
           "persistent handle such as 0x81010001" },
         { "run_as", VG_CONFIG_STRING, NULL,
           "USER[:GROUP] to switch to after the TPM, keys and port are set up (root only)" },
-        { "revocation_actions", VG_CONFIG_STRING, "", "actions run on a revocation" LATER },
+        { "revocation_actions", VG_CONFIG_STRING, "",
+          "comma-separated scripts in revocation_actions_dir run on a revocation" },
         { "revocation_actions_dir", VG_CONFIG_PATH, "/usr/libexec/vigil",
-          "directory of the revocation actions" LATER },
+          "directory of the revocation actions" },
         { "revocation_cert", VG_CONFIG_STRING, "default",
-          "certificate that signs revocation messages" LATER },
+          "certificate (PEM) whose key signs revocation messages; \"default\": the one in the "
+          "payload" },
         { "enable_revocation_notifications", VG_CONFIG_BOOLEAN, "false",
-          "accept revocation notifications" LATER },
+          "accept revocation notifications" },
         { "allow_payload_revocation_actions", VG_CONFIG_BOOLEAN, "true",
-          "run revocation actions shipped in the payload" LATER },
+          "run revocation actions shipped in the payload" },
         { "tcti", VG_CONFIG_STRING, VG_TPM_DEFAULT_TCTI, "TPM TCTI, as tpm2-tools -T takes it" },
         { "data_dir", VG_CONFIG_PATH, VIGIL_LOCALSTATEDIR,
           "state: agent_uuid, ak.bin, nk-private.pem, server TLS key and certificate" },
@@ -306,6 +308,7 @@ static void agent_clear(struct vg_agent *a)
                 close(a->mb_fd);
         vg_agent_registration_free(a->reg);
         vg_http_server_free(a->server);
+        vg_agent_payload_clear(a);
         vg_tpm_close(a->tpm);
         EVP_PKEY_free(a->nk);
         free(a->nk_pem);
@@ -350,7 +353,7 @@ static int agent_start(struct vg_agent *a)
                 vg_err(VG_F("agent", a->uuid), "%s", vg_error_str(&err));
                 return r;
         }
-        if ((r = vg_agent_api_register(a)) < 0)
+        if ((r = vg_agent_payload_setup(a)) < 0 || (r = vg_agent_api_register(a)) < 0)
                 return r;
         if ((r = open_log("ima_ml_path", vg_config_string(cfg, "ima_ml_path"), &a->ima_fd)) < 0 ||
             (r = open_log("measuredboot_ml_path", vg_config_string(cfg, "measuredboot_ml_path"),

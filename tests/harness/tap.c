@@ -39,10 +39,21 @@ int tap_done(void)
 static __attribute__((format(printf, 4, 0))) bool report(bool cond, const char *file, int line,
                                                          const char *fmt, va_list ap)
 {
+        char *what = NULL;
+
         tap_count++;
+        if (vasprintf(&what, fmt, ap) < 0)
+                what = NULL;
         printf("%s %d - ", cond ? "ok" : "not ok", tap_count);
-        vprintf(fmt, ap);
+        /* A description is one line: a newline in it would end the TAP line early. */
+        for (const char *c = what ? what : "?"; *c; c++) {
+                if (*c == '\n')
+                        fputs("\\n", stdout);
+                else
+                        putchar(*c);
+        }
         printf("\n");
+        free(what);
         if (!cond) {
                 tap_failed++;
                 printf("#   failed at %s:%d\n", file, line);
