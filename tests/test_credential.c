@@ -11,35 +11,6 @@
 #include "swtpm.h"
 #include "tap.h"
 
-static int sh(struct vg_swtpm *tpm, const char *dir, char **out, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int sh(struct vg_swtpm *tpm, const char *dir, char **out, const char *fmt, ...)
-{
-        _cleanup_free_ char *cmd = NULL, *script = NULL;
-        va_list ap;
-        int r;
-
-        va_start(ap, fmt);
-        r = vasprintf(&cmd, fmt, ap);
-        va_end(ap);
-        if (r < 0 || asprintf(&script,
-                              "set -e; cd '%s'; export TPM2TOOLS_TCTI='%s'; "
-                              "fl() { tpm2_flushcontext -t; tpm2_flushcontext -s; }; %s",
-                              dir, tpm ? vg_swtpm_tcti(tpm) : "none", cmd) < 0)
-                tap_bail("out of memory");
-        char *argv[] = { "sh", "-c", script, NULL };
-        return tap_run(argv, out);
-}
-
-static uint8_t *slurp(const char *dir, const char *name, size_t *len)
-{
-        _cleanup_free_ char *path = NULL;
-
-        if (asprintf(&path, "%s/%s", dir, name) < 0)
-                tap_bail("out of memory");
-        return (uint8_t *)tap_read_file(path, len);
-}
-
 static void spill(const char *dir, const char *name, const uint8_t *data, size_t len)
 {
         _cleanup_free_ char *path = NULL;
@@ -55,12 +26,13 @@ static void spill(const char *dir, const char *name, const uint8_t *data, size_t
 static int activate(struct vg_swtpm *tpm, const char *dir, const char *ak, const char *blob,
                     const char *out)
 {
-        return sh(tpm, dir, NULL,
-                  "rm -f %s; tpm2_startauthsession --policy-session -S s.ctx; "
-                  "tpm2_policysecret -S s.ctx -c e >/dev/null; "
-                  "tpm2_activatecredential -c %s.ctx -C ek.ctx -i %s -o %s -P session:s.ctx "
-                  ">/dev/null 2>&1 || { fl; exit 1; }; fl",
-                  out, ak, blob, out);
+        return vg_swtpm_sh(
+            tpm, dir, NULL,
+            "rm -f %s; tpm2_startauthsession --policy-session -S s.ctx; "
+            "tpm2_policysecret -S s.ctx -c e >/dev/null; "
+            "tpm2_activatecredential -c %s.ctx -C ek.ctx -i %s -o %s -P session:s.ctx "
+            ">/dev/null 2>&1 || { fl; exit 1; }; fl",
+            out, ak, blob, out);
 }
 
 static void suite(enum vg_swtpm_ek ek_kind, const char *label)
@@ -77,25 +49,26 @@ static void suite(enum vg_swtpm_ek ek_kind, const char *label)
 
         if (vg_swtpm_start(&opts, &tpm, &err) < 0)
                 tap_bail("swtpm: %s", vg_error_str(&err));
-        if (!is_int(sh(tpm, dir, NULL,
-                       "tpm2_createek -G %s -c ek.ctx -u ek.pub; fl; "
-                       "tpm2_createak -C ek.ctx -G rsa -g sha256 -s rsassa -c ak.ctx -u ak.pub "
-                       "-n ak.name; fl; "
-                       "tpm2_createak -C ek.ctx -G ecc -g sha256 -s ecdsa -c ak2.ctx -u ak2.pub; "
-                       "fl",
-                       label),
+        if (!is_int(vg_swtpm_sh(
+                        tpm, dir, NULL,
+                        "tpm2_createek -G %s -c ek.ctx -u ek.pub; fl; "
+                        "tpm2_createak -C ek.ctx -G rsa -g sha256 -s rsassa -c ak.ctx -u ak.pub "
+                        "-n ak.name; fl; "
+                        "tpm2_createak -C ek.ctx -G ecc -g sha256 -s ecdsa -c ak2.ctx -u ak2.pub; "
+                        "fl",
+                        label),
                     0, "%s: EK and two AKs", label))
                 return;
-        raw = slurp(dir, "ek.pub", &len);
+        raw = vg_swtpm_slurp(dir, "ek.pub", &len);
         ok(raw && vg_tpm_public_parse(raw, len, &ek, &err) == 0, "%s: EK parses", label);
         free(raw);
-        raw = slurp(dir, "ak.pub", &len);
+        raw = vg_swtpm_slurp(dir, "ak.pub", &len);
         ok(raw && vg_tpm_public_parse(raw, len, &ak, &err) == 0, "%s: AK parses", label);
         free(raw);
-        raw = slurp(dir, "ak2.pub", &len);
+        raw = vg_swtpm_slurp(dir, "ak2.pub", &len);
         ok(raw && vg_tpm_public_parse(raw, len, &ak2, &err) == 0, "%s: AK2 parses", label);
         free(raw);
-        raw = slurp(dir, "ak.name", &len);
+        raw = vg_swtpm_slurp(dir, "ak.name", &len);
         if (!ek || !ak || !ak2 || !raw)
                 return;
         is_mem(ak->name, ak->name_len, raw, len, "%s: our AK Name equals tpm2_createak -n", label);
@@ -115,7 +88,7 @@ static void suite(enum vg_swtpm_ek ek_kind, const char *label)
                "%s: blob round trip", label);
         is_int(activate(tpm, dir, "ak", "ours.blob", "ours.out"), 0,
                "%s: swtpm activates our credential", label);
-        got = slurp(dir, "ours.out", &len);
+        got = vg_swtpm_slurp(dir, "ours.out", &len);
         is_mem(got, got ? len : 0, challenge, VG_CHALLENGE_LEN,
                "%s: the recovered secret is the challenge", label);
         ok(activate(tpm, dir, "ak2", "ours.blob", "wrong.out") != 0,
@@ -137,13 +110,14 @@ static void suite(enum vg_swtpm_ek ek_kind, const char *label)
         {
                 _cleanup_free_ char *hex = vg_hex_encode(ak->name, ak->name_len);
 
-                is_int(sh(NULL, dir, NULL,
-                          "tpm2_makecredential -T none -u ek.pub -s secret -n %s -o theirs.blob "
-                          ">/dev/null 2>&1",
-                          hex),
+                is_int(vg_swtpm_sh(
+                           NULL, dir, NULL,
+                           "tpm2_makecredential -T none -u ek.pub -s secret -n %s -o theirs.blob "
+                           ">/dev/null 2>&1",
+                           hex),
                        0, "%s: tpm2_makecredential -T none", label);
         }
-        theirs = slurp(dir, "theirs.blob", &len);
+        theirs = vg_swtpm_slurp(dir, "theirs.blob", &len);
         if (theirs && is_int(vg_credential_blob_parse(theirs, len, &ref, &err), 0,
                              "%s: tpm2_makecredential's blob parses", label)) {
                 is_int(ref.id_object_len, cred.id_object_len, "%s: TPM2B_ID_OBJECT sizes agree",

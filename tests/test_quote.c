@@ -12,35 +12,6 @@
 #include "tap.h"
 #include "tpm_public.h"
 
-static int sh(struct vg_swtpm *tpm, const char *dir, char **out, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int sh(struct vg_swtpm *tpm, const char *dir, char **out, const char *fmt, ...)
-{
-        _cleanup_free_ char *cmd = NULL, *script = NULL;
-        va_list ap;
-        int r;
-
-        va_start(ap, fmt);
-        r = vasprintf(&cmd, fmt, ap);
-        va_end(ap);
-        if (r < 0 || asprintf(&script,
-                              "set -e; cd '%s'; export TPM2TOOLS_TCTI='%s'; "
-                              "fl() { tpm2_flushcontext -t; tpm2_flushcontext -s; }; %s",
-                              dir, vg_swtpm_tcti(tpm), cmd) < 0)
-                tap_bail("out of memory");
-        char *argv[] = { "sh", "-c", script, NULL };
-        return tap_run(argv, out);
-}
-
-static uint8_t *slurp(const char *dir, const char *name, size_t *len)
-{
-        _cleanup_free_ char *path = NULL;
-
-        if (asprintf(&path, "%s/%s", dir, name) < 0)
-                tap_bail("out of memory");
-        return (uint8_t *)tap_read_file(path, len);
-}
-
 /* The Keylime string from tpm2_quote's -m, -s and -o files. */
 static char *keylime_string(const char *dir, const char *tag)
 {
@@ -52,9 +23,9 @@ static char *keylime_string(const char *dir, const char *tag)
         if (asprintf(&fm, "%s.msg", tag) < 0 || asprintf(&fs, "%s.sig", tag) < 0 ||
             asprintf(&fp, "%s.pcrs", tag) < 0)
                 tap_bail("oom");
-        m = slurp(dir, fm, &ml);
-        s = slurp(dir, fs, &sl);
-        p = slurp(dir, fp, &pl);
+        m = vg_swtpm_slurp(dir, fm, &ml);
+        s = vg_swtpm_slurp(dir, fs, &sl);
+        p = vg_swtpm_slurp(dir, fp, &pl);
         if (!m || !s || !p)
                 return NULL;
         bm = vg_b64_encode(m, ml, VG_B64_STD);
@@ -72,7 +43,7 @@ static struct vg_tpm_public *load_pub(const char *dir, const char *name)
         struct vg_error err = { 0 };
         size_t len;
 
-        raw = slurp(dir, name, &len);
+        raw = vg_swtpm_slurp(dir, name, &len);
         if (!raw || vg_tpm_public_parse(raw, len, &pub, &err) < 0)
                 tap_bail("%s: %s", name, vg_error_str(&err));
         return pub;
@@ -142,11 +113,12 @@ static void quote_suite(struct vg_swtpm *tpm, const char *dir, const char *ak, c
         if (asprintf(&pub, "%s.pub", ak) < 0)
                 tap_bail("oom");
         akp = load_pub(dir, pub);
-        is_int(sh(tpm, dir, NULL,
-                  "tpm2_quote -c %s.ctx -l sha256:0,1,10,16 -q $(printf %%s %s | od -An -tx1 | "
-                  "tr -d ' \\n') -m %s.msg -s %s.sig -o %s.pcrs -g sha256 --scheme %s "
-                  ">/dev/null; fl",
-                  ak, nonce, label, label, label, label),
+        is_int(vg_swtpm_sh(
+                   tpm, dir, NULL,
+                   "tpm2_quote -c %s.ctx -l sha256:0,1,10,16 -q $(printf %%s %s | od -An -tx1 | "
+                   "tr -d ' \\n') -m %s.msg -s %s.sig -o %s.pcrs -g sha256 --scheme %s "
+                   ">/dev/null; fl",
+                   ak, nonce, label, label, label, label),
                0, "%s: tpm2_quote with the nonce", label);
         s = keylime_string(dir, label);
         if (!ok(s, "%s: quote files read", label))
@@ -157,16 +129,18 @@ static void quote_suite(struct vg_swtpm *tpm, const char *dir, const char *ak, c
                 tap_diag("%s", vg_error_str(&err));
         /* tpm2_checkquote (5.4) verifies RSA quotes with PKCS#1 v1.5 only. */
         if (strcmp(label, "rsapss") != 0)
-                is_int(sh(tpm, dir, &out,
-                          "tpm2_checkquote -u %s -m %s.msg -s %s.sig -f %s.pcrs -g sha256 -q "
-                          "$(printf %%s %s | od -An -tx1 | tr -d ' \\n') >/dev/null",
-                          pub, label, label, label, nonce),
-                       0, "%s: tpm2_checkquote agrees it is good", label);
+                is_int(
+                    vg_swtpm_sh(tpm, dir, &out,
+                                "tpm2_checkquote -u %s -m %s.msg -s %s.sig -f %s.pcrs -g sha256 -q "
+                                "$(printf %%s %s | od -An -tx1 | tr -d ' \\n') >/dev/null",
+                                pub, label, label, label, nonce),
+                    0, "%s: tpm2_checkquote agrees it is good", label);
         expect_fail(s, akp->pkey, "Ai5M5SjYjnkyv4P7itH2", VG_HASH_SHA256, VG_QUOTE_NONCE_MISMATCH,
                     "not the nonce", "wrong nonce");
-        ok(sh(tpm, dir, NULL,
-              "tpm2_checkquote -u %s -m %s.msg -s %s.sig -f %s.pcrs -g sha256 -q 00 >/dev/null",
-              pub, label, label, label) != 0,
+        ok(vg_swtpm_sh(
+               tpm, dir, NULL,
+               "tpm2_checkquote -u %s -m %s.msg -s %s.sig -f %s.pcrs -g sha256 -q 00 >/dev/null",
+               pub, label, label, label) != 0,
            "%s: tpm2_checkquote also refuses the wrong nonce", label);
         expect_fail(s, akp->pkey, nonce, VG_HASH_SHA384, VG_QUOTE_HASH_ALG_MISMATCH,
                     "expected sha384", "wrong hash alg");
@@ -230,14 +204,15 @@ static void multi_bank(struct vg_swtpm *tpm, const char *dir)
         size_t len;
         _cleanup_free_ uint8_t *blob = NULL;
 
-        is_int(sh(tpm, dir, NULL,
-                  "tpm2_pcrextend 3:sha1=%s,sha256=%s; "
-                  "tpm2_quote -c rsa_ak.ctx -l sha1:0,1,2,3,4,5,6,7,8,9+sha256:3,16 -q 6e6f6e6365 "
-                  "-m mb.msg -s mb.sig -o mb.pcrs -g sha256 >/dev/null; fl",
-                  "0101010101010101010101010101010101010101",
-                  "0202020202020202020202020202020202020202020202020202020202020202"),
+        is_int(vg_swtpm_sh(
+                   tpm, dir, NULL,
+                   "tpm2_pcrextend 3:sha1=%s,sha256=%s; "
+                   "tpm2_quote -c rsa_ak.ctx -l sha1:0,1,2,3,4,5,6,7,8,9+sha256:3,16 -q 6e6f6e6365 "
+                   "-m mb.msg -s mb.sig -o mb.pcrs -g sha256 >/dev/null; fl",
+                   "0101010101010101010101010101010101010101",
+                   "0202020202020202020202020202020202020202020202020202020202020202"),
                0, "sha1+sha256 quote with 12 PCRs");
-        blob = slurp(dir, "mb.pcrs", &len);
+        blob = vg_swtpm_slurp(dir, "mb.pcrs", &len);
         is_int(len, 4 + 128 + 4 + 2 * 532, "tpm2-tools wrote two digest lists");
         s = keylime_string(dir, "mb");
         is_int(verify(s, akp->pkey, "nonce", VG_HASH_SHA256, &err), VG_QUOTE_OK,
@@ -271,11 +246,11 @@ static void pcr16(struct vg_swtpm *tpm, const char *dir)
         vg_hash(VG_HASH_SHA256, pem, strlen(pem), h);
         hex = vg_hex_encode(h, 32);
         vg_quote_pcr16_expected(VG_HASH_SHA256, pem, strlen(pem), want);
-        is_int(sh(tpm, dir, &out,
-                  "tpm2_pcrreset 16; tpm2_pcrextend 16:sha256=%s; "
-                  "tpm2_quote -c rsa_ak.ctx -l sha256:16 -q 01 -m p16.msg -s p16.sig "
-                  "-o p16.pcrs -g sha256 >/dev/null; fl; tpm2_pcrread sha256:16",
-                  hex),
+        is_int(vg_swtpm_sh(tpm, dir, &out,
+                           "tpm2_pcrreset 16; tpm2_pcrextend 16:sha256=%s; "
+                           "tpm2_quote -c rsa_ak.ctx -l sha256:16 -q 01 -m p16.msg -s p16.sig "
+                           "-o p16.pcrs -g sha256 >/dev/null; fl; tpm2_pcrread sha256:16",
+                           hex),
                0, "PCR16 reset and extended with H(pem)");
         {
                 _cleanup_free_ char *wh = vg_hex_encode(want, 32);
@@ -460,14 +435,14 @@ int main(void)
         policy();
         if (vg_swtpm_start(&opts, &tpm, &err) < 0)
                 tap_bail("swtpm: %s", vg_error_str(&err));
-        is_int(sh(tpm, dir, NULL,
-                  "tpm2_createek -G rsa -c ek.ctx -u ek.pub; fl; "
-                  "tpm2_createak -C ek.ctx -G rsa -g sha256 -s rsassa -c rsa_ak.ctx "
-                  "-u rsa_ak.pub; fl; "
-                  "tpm2_createak -C ek.ctx -G rsa -g sha256 -s rsapss -c pss_ak.ctx "
-                  "-u pss_ak.pub; fl; "
-                  "tpm2_createak -C ek.ctx -G ecc -g sha256 -s ecdsa -c ecc_ak.ctx "
-                  "-u ecc_ak.pub; fl"),
+        is_int(vg_swtpm_sh(tpm, dir, NULL,
+                           "tpm2_createek -G rsa -c ek.ctx -u ek.pub; fl; "
+                           "tpm2_createak -C ek.ctx -G rsa -g sha256 -s rsassa -c rsa_ak.ctx "
+                           "-u rsa_ak.pub; fl; "
+                           "tpm2_createak -C ek.ctx -G rsa -g sha256 -s rsapss -c pss_ak.ctx "
+                           "-u pss_ak.pub; fl; "
+                           "tpm2_createak -C ek.ctx -G ecc -g sha256 -s ecdsa -c ecc_ak.ctx "
+                           "-u ecc_ak.pub; fl"),
                0, "EK and RSASSA, RSAPSS and ECDSA AKs");
         {
                 _cleanup_tpm_public_ struct vg_tpm_public *rsa = load_pub(dir, "rsa_ak.pub");

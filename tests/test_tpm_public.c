@@ -12,38 +12,6 @@
 
 /* Run a shell snippet in dir with tpm2-tools pointed at tpm; transient objects are flushed
  * after each snippet since swtpm has no resource manager. */
-static int sh(struct vg_swtpm *tpm, const char *dir, char **out, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int sh(struct vg_swtpm *tpm, const char *dir, char **out, const char *fmt, ...)
-{
-        _cleanup_free_ char *cmd = NULL, *script = NULL;
-        va_list ap;
-        int r;
-
-        va_start(ap, fmt);
-        r = vasprintf(&cmd, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                tap_bail("out of memory");
-        if (asprintf(&script,
-                     "set -e; cd '%s'; export TPM2TOOLS_TCTI='%s'; "
-                     "fl() { tpm2_flushcontext -t; tpm2_flushcontext -s; }; %s",
-                     dir, tpm ? vg_swtpm_tcti(tpm) : "none", cmd) < 0)
-                tap_bail("out of memory");
-        char *argv[] = { "sh", "-c", script, NULL };
-        r = tap_run(argv, out);
-        return r;
-}
-
-static uint8_t *slurp(const char *dir, const char *name, size_t *len)
-{
-        _cleanup_free_ char *path = NULL;
-
-        if (asprintf(&path, "%s/%s", dir, name) < 0)
-                tap_bail("out of memory");
-        return (uint8_t *)tap_read_file(path, len);
-}
-
 /* "name: 000b..." from tpm2_readpublic's output. */
 static char *readpublic_name(const char *out)
 {
@@ -65,18 +33,19 @@ static void check_key(struct vg_swtpm *tpm, const char *dir, const char *base, b
         struct vg_error err = { 0 };
         size_t len, pem_len;
 
-        is_int(sh(tpm, dir, &out, "tpm2_readpublic -c %s.ctx -f pem -o %s.pem; fl", base, base), 0,
-               "%s: tpm2_readpublic", base);
+        is_int(vg_swtpm_sh(tpm, dir, &out, "tpm2_readpublic -c %s.ctx -f pem -o %s.pem; fl", base,
+                           base),
+               0, "%s: tpm2_readpublic", base);
         {
                 _cleanup_free_ char *f = NULL;
 
                 if (asprintf(&f, "%s.pub", base) < 0)
                         tap_bail("oom");
-                raw = slurp(dir, f, &len);
+                raw = vg_swtpm_slurp(dir, f, &len);
                 free(f);
                 if (asprintf(&f, "%s.pem", base) < 0)
                         tap_bail("oom");
-                pem_ref = slurp(dir, f, &pem_len);
+                pem_ref = vg_swtpm_slurp(dir, f, &pem_len);
         }
         if (!ok(raw && pem_ref, "%s: tpm2-tools wrote the public area and PEM", base))
                 return;
@@ -186,7 +155,7 @@ static void check_cert(struct vg_swtpm *tpm, const char *dir, const char *pubfil
         struct vg_error err = { 0 };
         size_t len, clen;
 
-        raw = slurp(dir, pubfile, &len);
+        raw = vg_swtpm_slurp(dir, pubfile, &len);
         cert = tap_read_file(vg_swtpm_ek_cert(tpm), &clen);
         if (!ok(raw && cert && vg_tpm_public_parse(raw, len, &pub, &err) == 0, "%s: inputs", what))
                 return;
@@ -214,20 +183,22 @@ int main(void)
             vg_swtpm_start(&other_opts, &other, &err) < 0)
                 tap_bail("swtpm: %s", vg_error_str(&err));
 
-        is_int(sh(rsa, dir, NULL,
-                  "tpm2_createek -G rsa -c rsa_ek.ctx -u rsa_ek.pub; fl; "
-                  "tpm2_createak -C rsa_ek.ctx -G rsa -g sha256 -s rsassa -c rsa_ak.ctx "
-                  "-u rsa_ak.pub; fl"),
+        is_int(vg_swtpm_sh(rsa, dir, NULL,
+                           "tpm2_createek -G rsa -c rsa_ek.ctx -u rsa_ek.pub; fl; "
+                           "tpm2_createak -C rsa_ek.ctx -G rsa -g sha256 -s rsassa -c rsa_ak.ctx "
+                           "-u rsa_ak.pub; fl"),
                0, "RSA EK and AK created with tpm2-tools");
-        is_int(sh(ecc, dir, NULL,
-                  "tpm2_createek -G ecc -c ecc_ek.ctx -u ecc_ek.pub; fl; "
-                  "tpm2_createak -C ecc_ek.ctx -G ecc -g sha256 -s ecdsa -c ecc_ak.ctx "
-                  "-u ecc_ak.pub; fl; "
-                  "tpm2_createak -C ecc_ek.ctx -G ecc384 -g sha384 -s ecdsa -c ecc384_ak.ctx "
-                  "-u ecc384_ak.pub; fl"),
-               0, "ECC EK and P-256/P-384 AKs created with tpm2-tools");
-        is_int(sh(other, dir, NULL, "tpm2_createek -G rsa -c other_ek.ctx -u other_ek.pub; fl"), 0,
-               "another TPM's EK");
+        is_int(
+            vg_swtpm_sh(ecc, dir, NULL,
+                        "tpm2_createek -G ecc -c ecc_ek.ctx -u ecc_ek.pub; fl; "
+                        "tpm2_createak -C ecc_ek.ctx -G ecc -g sha256 -s ecdsa -c ecc_ak.ctx "
+                        "-u ecc_ak.pub; fl; "
+                        "tpm2_createak -C ecc_ek.ctx -G ecc384 -g sha384 -s ecdsa -c ecc384_ak.ctx "
+                        "-u ecc384_ak.pub; fl"),
+            0, "ECC EK and P-256/P-384 AKs created with tpm2-tools");
+        is_int(vg_swtpm_sh(other, dir, NULL,
+                           "tpm2_createek -G rsa -c other_ek.ctx -u other_ek.pub; fl"),
+               0, "another TPM's EK");
 
         check_key(rsa, dir, "rsa_ek", false);
         check_key(rsa, dir, "rsa_ak", true);
@@ -240,7 +211,7 @@ int main(void)
         check_cert(rsa, dir, "other_ek.pub", false, "a different TPM's EK");
         check_cert(rsa, dir, "ecc_ek.pub", false, "an ECC EK against an RSA certificate");
 
-        ekraw = slurp(dir, "rsa_ek.pub", &eklen);
+        ekraw = vg_swtpm_slurp(dir, "rsa_ek.pub", &eklen);
         if (ekraw) {
                 check_malformed(ekraw, eklen, "RSA EK");
                 check_exponent(ekraw, eklen);
@@ -249,7 +220,7 @@ int main(void)
                 _cleanup_free_ uint8_t *e = NULL;
                 size_t n;
 
-                e = slurp(dir, "ecc_ek.pub", &n);
+                e = vg_swtpm_slurp(dir, "ecc_ek.pub", &n);
                 if (e) {
                         struct vg_tpm_public *pub = NULL;
 

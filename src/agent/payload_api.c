@@ -16,6 +16,20 @@ VG_DEFINE_CLEANUP_FUNC(X509, X509_free)
 /* Keylime's payload-certificate package ships the notifier's certificate under this name. */
 #define REVOCATION_CERT_IN_PAYLOAD "RevocationNotifier-cert.crt"
 
+/* The request's JSON object body, or NULL after answering 400. */
+static json_t *object_body(struct vg_http_request *req)
+{
+        struct vg_error err = { 0 };
+        json_t *body = vg_http_request_json(req, &err);
+
+        if (body && json_is_object(body))
+                return body;
+        json_decref(body);
+        vg_http_reply_error(req, 400, "expected a JSON object as the body%s%s",
+                            err.msg[0] ? ": " : "", err.msg);
+        return NULL;
+}
+
 static const char *body_string(json_t *body, const char *field)
 {
         return json_string_value(json_object_get(body, field));
@@ -82,11 +96,9 @@ static void post_ukey(struct vg_http_request *req, void *userdata)
 
         if (!vg_agent_version_ok(req))
                 return;
-        json_auto_t *body = vg_http_request_json(req, &err);
-        if (!body || !json_is_object(body)) {
-                vg_http_reply_error(req, 400, "expected a JSON object: %s", vg_error_str(&err));
+        json_auto_t *body = object_body(req);
+        if (!body)
                 return;
-        }
         const char *key = body_string(body, "encrypted_key");
         const char *tag = body_string(body, "auth_tag");
         const char *payload = body_string(body, "payload");
@@ -105,11 +117,9 @@ static void post_vkey(struct vg_http_request *req, void *userdata)
 
         if (!vg_agent_version_ok(req))
                 return;
-        json_auto_t *body = vg_http_request_json(req, &err);
-        if (!body || !json_is_object(body)) {
-                vg_http_reply_error(req, 400, "expected a JSON object: %s", vg_error_str(&err));
+        json_auto_t *body = object_body(req);
+        if (!body)
                 return;
-        }
         const char *key = body_string(body, "encrypted_key");
         if (!key) {
                 vg_http_reply_error(req, 400, "expected a string field encrypted_key");
@@ -182,11 +192,9 @@ static void post_revocation(struct vg_http_request *req, void *userdata)
 
         if (!vg_agent_version_ok(req))
                 return;
-        json_auto_t *body = vg_http_request_json(req, &err);
-        if (!body || !json_is_object(body)) {
-                vg_http_reply_error(req, 400, "expected a JSON object: %s", vg_error_str(&err));
+        json_auto_t *body = object_body(req);
+        if (!body)
                 return;
-        }
         const char *msg = body_string(body, "msg"), *sig = body_string(body, "signature");
         if (!msg || !sig) {
                 vg_http_reply_error(req, 400, "expected string fields msg and signature");

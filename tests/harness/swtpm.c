@@ -1,6 +1,7 @@
 /* vigil tests: start, stop and restart software TPMs (swtpm) by copying a golden state that
  * swtpm_setup made once, with EK certificates from a local CA kept in the same cache. */
 #include "swtpm.h"
+#include "tap.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1507,4 +1508,31 @@ const char *vg_swtpm_ek_ca_file(const struct vg_swtpm *tpm)
 const char *vg_swtpm_ek_ca_dir(const struct vg_swtpm *tpm)
 {
         return tpm->ca_dir;
+}
+
+int vg_swtpm_sh(struct vg_swtpm *tpm, const char *dir, char **out, const char *fmt, ...)
+{
+        _cleanup_free_ char *cmd = NULL, *script = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&cmd, fmt, ap);
+        va_end(ap);
+        if (r < 0 || asprintf(&script,
+                              "set -e; cd '%s'; export TPM2TOOLS_TCTI='%s'; "
+                              "fl() { tpm2_flushcontext -t; tpm2_flushcontext -s; }; %s",
+                              dir, tpm ? vg_swtpm_tcti(tpm) : "none", cmd) < 0)
+                tap_bail("out of memory");
+        char *argv[] = { "sh", "-c", script, NULL };
+        return tap_run(argv, out);
+}
+
+uint8_t *vg_swtpm_slurp(const char *dir, const char *name, size_t *len)
+{
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s/%s", dir, name) < 0)
+                tap_bail("out of memory");
+        return (uint8_t *)tap_read_file(path, len);
 }

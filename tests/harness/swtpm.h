@@ -95,3 +95,12 @@ uint32_t vg_swtpm_ek_handle(const struct vg_swtpm *tpm);
  * as separate .pem files (a registrar's tpm_cert_store). Shared by all TPMs of one cache. */
 const char *vg_swtpm_ek_ca_file(const struct vg_swtpm *tpm);
 const char *vg_swtpm_ek_ca_dir(const struct vg_swtpm *tpm);
+
+/* Run a shell snippet for tpm2-tools against tpm (NULL: TCTI "none", for software-only tools)
+ * in dir, with `set -e` and a shell function `fl` that flushes transient objects and sessions
+ * (swtpm has no resource manager). Output and exit status as tap_run(). */
+int vg_swtpm_sh(struct vg_swtpm *tpm, const char *dir, char **out, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The bytes of dir/name (NUL-terminated) and their length; NULL when unreadable. */
+uint8_t *vg_swtpm_slurp(const char *dir, const char *name, size_t *len);
