@@ -495,6 +495,20 @@ static int post(int port, SSL_CTX *tls, const char *target, json_t *body, char *
         return code;
 }
 
+/* Whether path is a tmpfs mount point (from /proc/self/mountinfo). */
+static bool is_tmpfs_mount(const char *path)
+{
+        char *info = tap_read_file("/proc/self/mountinfo", NULL), needle[1100];
+        bool found;
+
+        snprintf(needle, sizeof(needle), " %s ", path);
+        char *at = info ? strstr(info, needle) : NULL;
+        char *eol = at ? strchr(at, '\n') : NULL;
+        found = at && eol && memmem(at, (size_t)(eol - at), " - tmpfs ", 9);
+        free(info);
+        return found;
+}
+
 static bool wait_for_file(const char *path, double secs)
 {
         for (double end = now() + secs; now() < end; usleep(20000))
@@ -563,6 +577,12 @@ static void test_payload(struct ctx *c, int port, const char *uuid, const char *
         json_decref(ju);
         json_decref(jv);
         ok(wait_for_file(marker, 15), "autorun.sh from the payload ran");
+        snprintf(path, sizeof(path), "%s/secure", data_dir);
+        if (geteuid() == 0)
+                ok(is_tmpfs_mount(path),
+                   "as root, the payload lives on a tmpfs at data_dir/secure");
+        else
+                tap_skip("not root", "the secure directory is a tmpfs");
         char *ran_in = tap_read_file(marker, NULL);
         snprintf(path, sizeof(path), "%s/secure/unzipped\n", data_dir);
         is_str(ran_in, path, "it ran in the secure unzipped directory");
@@ -1037,6 +1057,8 @@ int main(void)
         free(status);
 
         is_int(stop(pid), 0, "SIGTERM: the agent exits 0");
+        snprintf(buf, sizeof(buf), "%s/secure", data);
+        ok(!is_tmpfs_mount(buf), "and unmounts its tmpfs: the decrypted payload is gone");
         char *log1 = tap_read_file(log, NULL);
         contains(log1, "registering with", "registration steps are logged");
         contains(log1, "integrity quote requested", "quote requests are logged at debug");

@@ -55,6 +55,7 @@ struct vg_agent {
         struct vg_payload_state *payload;
         struct vg_payload_config payload_cfg;
         char *secure_dir;          /* data_dir/secure */
+        bool secure_mounted;       /* a tmpfs the agent mounted there (and unmounts) */
         char **revocation_actions; /* revocation_actions, split */
         struct event *deliver_ev;  /* delivers the payload after the reply has gone */
 };

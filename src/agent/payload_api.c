@@ -1,6 +1,10 @@
 /* vigil-agent: the payload half of the Keylime agent API: U and V key halves (/keys/ukey,
  * /keys/vkey), key confirmation (/keys/verify) and signed revocation notifications. */
+#include <ctype.h>
 #include <errno.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <string.h>
@@ -262,6 +266,81 @@ static char **split_actions(const char *s)
         return v;
 }
 
+/* secure_size as Keylime writes it: a number with an optional k, m or g suffix ("1m"). */
+static int parse_size(const char *s, unsigned long long *out)
+{
+        char *end;
+        unsigned long long n;
+
+        if (!s || !isdigit((unsigned char)*s))
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(s, &end, 10);
+        if (errno || n == 0)
+                return -EINVAL;
+        switch (tolower((unsigned char)*end)) {
+        case 'g':
+                n <<= 10;
+                /* fall through */
+        case 'm':
+                n <<= 10;
+                /* fall through */
+        case 'k':
+                n <<= 10;
+                end++;
+                break;
+        case '\0':
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (*end)
+                return -EINVAL;
+        *out = n;
+        return 0;
+}
+
+/* Decrypted payloads never touch a disk: as Keylime does, the secure directory is a tmpfs of
+ * secure_size when the agent may mount one (root). Otherwise, or if the mount fails, it stays
+ * a 0700 directory on data_dir's file system, and the log says so. */
+static int secure_dir_setup(struct vg_agent *a)
+{
+        const char *size = vg_config_string(a->cfg, "secure_size");
+        unsigned long long bytes;
+        struct stat dir, parent;
+        char opts[64];
+
+        if (parse_size(size, &bytes) < 0) {
+                vg_err(VG_F("option", "secure_size"),
+                       "expected a size such as 1m, 512k or 2g, found \"%s\"", size ? size : "");
+                return -EINVAL;
+        }
+        if (mkdir(a->secure_dir, 0700) < 0 && errno != EEXIST) {
+                vg_err(VG_F("dir", a->secure_dir), "cannot create: %s", strerror(errno));
+                return -errno;
+        }
+        if (stat(a->secure_dir, &dir) < 0 || stat(a->data_dir, &parent) < 0)
+                return -errno;
+        if (dir.st_dev != parent.st_dev) /* already a mount point (ours from a crash, or the
+                                          * operator's): use it as it is */
+                return 0;
+        if (geteuid() != 0) {
+                vg_warn(VG_F("dir", a->secure_dir),
+                        "not root: payloads are decrypted into a 0700 directory, not a tmpfs");
+                return 0;
+        }
+        snprintf(opts, sizeof(opts), "size=%llu,mode=0700", bytes);
+        if (mount("tmpfs", a->secure_dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
+                vg_warn(VG_F("dir", a->secure_dir),
+                        "cannot mount a tmpfs (%s): payloads are decrypted into a 0700 directory",
+                        strerror(errno));
+                return 0;
+        }
+        a->secure_mounted = true;
+        vg_info(VG_F("dir", a->secure_dir), "payloads go to a tmpfs of %s", size);
+        return 0;
+}
+
 int vg_agent_payload_setup(struct vg_agent *a)
 {
         const struct vg_config *cfg = a->cfg;
@@ -269,6 +348,8 @@ int vg_agent_payload_setup(struct vg_agent *a)
 
         if (asprintf(&a->secure_dir, "%s/secure", a->data_dir) < 0)
                 return -ENOMEM;
+        if ((r = secure_dir_setup(a)) < 0)
+                return r;
         r = vg_payload_state_new(a->nk, a->uuid, &a->payload);
         if (r < 0) {
                 vg_err(VG_F("agent", a->uuid), "payload state: %s", strerror(-r));
@@ -296,6 +377,10 @@ void vg_agent_payload_clear(struct vg_agent *a)
         if (a->deliver_ev)
                 event_free(a->deliver_ev);
         vg_payload_state_free(a->payload);
+        /* The key and plaintext live only in memory; they go when the agent does. */
+        if (a->secure_mounted && umount2(a->secure_dir, MNT_DETACH) < 0)
+                vg_warn(VG_F("dir", a->secure_dir), "cannot unmount the tmpfs: %s",
+                        strerror(errno));
         for (size_t i = 0; a->revocation_actions && a->revocation_actions[i]; i++)
                 free(a->revocation_actions[i]);
         free(a->revocation_actions);
