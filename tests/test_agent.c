@@ -523,15 +523,17 @@ static bool wait_for_file(const char *path, double secs)
 static void test_payload(struct ctx *c, int port, const char *uuid, const char *nk_pem,
                          const char *data_dir, const char *revoker_key)
 {
-        char path[1024], marker[1024], zip[1024], *status = NULL, *out = NULL;
+        char path[1100], marker[1024], zip[1024], *status = NULL, *out = NULL;
         struct vg_payload_bundle b = { 0 };
         struct vg_error err = { 0 };
 
         snprintf(path, sizeof(path), "%s/payload-src", c->dir);
         mkdir(path, 0700);
         snprintf(marker, sizeof(marker), "%s/autorun-ran", c->dir);
-        char script[2048];
-        snprintf(script, sizeof(script), "#!/bin/sh\npwd > '%s'\n", marker);
+        char script[4096];
+        /* A slow script: the agent must keep answering while it runs. */
+        snprintf(script, sizeof(script), "#!/bin/sh\ntouch '%s.started'\nsleep 2\npwd > '%s'\n",
+                 marker, marker);
         char *autorun = write_tmp(path, "autorun.sh", script, strlen(script));
         char *secret = write_tmp(path, "secret.txt", "s3cr3t\n", 7);
         snprintf(zip, sizeof(zip), "%s/payload.zip", c->dir);
@@ -576,7 +578,14 @@ static void test_payload(struct ctx *c, int port, const char *uuid, const char *
         is_int(post(port, c->client, "/v2.1/keys/vkey", jv, NULL), 200, "POST /keys/vkey");
         json_decref(ju);
         json_decref(jv);
-        ok(wait_for_file(marker, 15), "autorun.sh from the payload ran");
+        snprintf(path, sizeof(path), "%s.started", marker);
+        ok(wait_for_file(path, 15), "autorun.sh from the payload started");
+        double t0 = now();
+        is_int(get(port, c->client, "/version", NULL, NULL), 200,
+               "the agent answers while the payload script runs");
+        ok(now() - t0 < 1.0 && access(marker, F_OK) != 0,
+           "at once, before the script has finished (%.3f s)", now() - t0);
+        ok(wait_for_file(marker, 15), "autorun.sh from the payload ran to the end");
         snprintf(path, sizeof(path), "%s/secure", data_dir);
         if (geteuid() == 0)
                 ok(is_tmpfs_mount(path),

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "error.h"
@@ -58,6 +59,8 @@ struct vg_agent {
         bool secure_mounted;       /* a tmpfs the agent mounted there (and unmounts) */
         char **revocation_actions; /* revocation_actions, split */
         struct event *deliver_ev;  /* delivers the payload after the reply has gone */
+        struct event *sigchld_ev;  /* reaps the payload script's supervisor */
+        pid_t script_pid;          /* that supervisor while it runs, else 0 */
 };
 
 /* identity.c: the agent's persistent identity under data_dir. Each logs its own errors. */

@@ -1,9 +1,11 @@
 /* vigil-agent: the payload half of the Keylime agent API: U and V key halves (/keys/ukey,
  * /keys/vkey), key confirmation (/keys/verify) and signed revocation notifications. */
 #include <ctype.h>
+#include <signal.h>
 #include <errno.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <openssl/pem.h>
 #include <stdio.h>
@@ -39,30 +41,67 @@ static const char *body_string(json_t *body, const char *field)
         return json_string_value(json_object_get(body, field));
 }
 
-/* Decrypt, unzip and run the payload once K exists, on the next turn of the loop so that the
- * reply to the request that completed K has gone out first. The script runs synchronously, up
- * to its timeout: a payload is delivered once per key, and Keylime's agent blocks likewise. */
+/* The payload script's supervisor has exited: log how the script ended. */
+static void on_sigchld(evutil_socket_t fd, short what, void *arg)
+{
+        struct vg_agent *a = arg;
+        int status;
+
+        (void)fd, (void)what;
+        if (a->script_pid <= 0 || waitpid(a->script_pid, &status, WNOHANG) != a->script_pid)
+                return;
+        a->script_pid = 0;
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        vg_log(code == 0 ? VG_LOG_INFO : VG_LOG_WARNING,
+               VG_F("agent", a->uuid, "script", a->payload_cfg.payload_script),
+               "payload script exited with status %d%s", code,
+               code == 137 ? " (killed at its timeout)" : "");
+}
+
+/* Decrypt and install the payload once K exists, on the next turn of the loop so that the reply
+ * to the request that completed K has gone out first. The script then runs in a child process
+ * (which enforces its timeout), so that quotes keep being served while it runs: a verifier
+ * polling every few seconds would otherwise see the agent stall and fail it. */
 static void deliver(evutil_socket_t fd, short what, void *arg)
 {
         struct vg_agent *a = arg;
         struct vg_error err = { 0 };
-        int status = -1;
+        bool run = false;
 
         (void)fd, (void)what;
         if (!vg_payload_have_key(a->payload) || vg_payload_delivered(a->payload))
                 return;
-        if (vg_payload_deliver(a->payload, &a->payload_cfg, &status, &err) < 0) {
+        if (vg_payload_install(a->payload, &a->payload_cfg, &run, &err) < 0) {
                 vg_err(VG_F("agent", a->uuid, "dir", a->payload_cfg.secure_dir),
                        "payload not delivered: %s", vg_error_str(&err));
                 return;
         }
-        if (status < 0)
-                vg_info(VG_F("agent", a->uuid, "dir", a->payload_cfg.secure_dir),
-                        "payload delivered; no %s to run", a->payload_cfg.payload_script);
-        else
-                vg_log(status == 0 ? VG_LOG_INFO : VG_LOG_WARNING,
-                       VG_F("agent", a->uuid, "script", a->payload_cfg.payload_script),
-                       "payload delivered; script exited with status %d", status);
+        if (!run)
+                return;
+        if (a->script_pid > 0) {
+                vg_warn(VG_F("agent", a->uuid, "script", a->payload_cfg.payload_script),
+                        "the previous payload script (pid %d) is still running; not starting "
+                        "another",
+                        (int)a->script_pid);
+                return;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                vg_err(VG_F("agent", a->uuid), "cannot start the payload script: %s",
+                       strerror(errno));
+                return;
+        }
+        if (pid == 0) {
+                int status = -1;
+                struct vg_error cerr = { 0 };
+                /* Only the script's exit status leaves this process. */
+                if (vg_payload_run_script(a->payload, &a->payload_cfg, &status, &cerr) < 0)
+                        _exit(127);
+                _exit(status & 0xff);
+        }
+        a->script_pid = pid;
+        vg_info(VG_F("agent", a->uuid, "script", a->payload_cfg.payload_script),
+                "payload installed; running its script (pid %d)", (int)pid);
 }
 
 static void schedule_delivery(struct vg_agent *a)
@@ -367,7 +406,9 @@ int vg_agent_payload_setup(struct vg_agent *a)
         };
         a->revocation_actions = split_actions(vg_config_string(cfg, "revocation_actions"));
         a->deliver_ev = evtimer_new(a->base, deliver, a);
-        if (!a->revocation_actions || !a->deliver_ev)
+        a->sigchld_ev = evsignal_new(a->base, SIGCHLD, on_sigchld, a);
+        if (!a->revocation_actions || !a->deliver_ev || !a->sigchld_ev ||
+            event_add(a->sigchld_ev, NULL) < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -376,6 +417,8 @@ void vg_agent_payload_clear(struct vg_agent *a)
 {
         if (a->deliver_ev)
                 event_free(a->deliver_ev);
+        if (a->sigchld_ev)
+                event_free(a->sigchld_ev);
         vg_payload_state_free(a->payload);
         /* The key and plaintext live only in memory; they go when the agent does. */
         if (a->secure_mounted && umount2(a->secure_dir, MNT_DETACH) < 0)

@@ -665,8 +665,8 @@ static int build_unzipped(struct vg_payload_state *st, const struct vg_payload_c
         return 0;
 }
 
-int vg_payload_deliver(struct vg_payload_state *st, const struct vg_payload_config *cfg,
-                       int *script_status, struct vg_error *err)
+int vg_payload_install(struct vg_payload_state *st, const struct vg_payload_config *cfg,
+                       bool *run_script, struct vg_error *err)
 {
         _cleanup_close_ int sfd = -1;
         _cleanup_free_ char *staging = NULL, *unzipped = NULL;
@@ -674,7 +674,7 @@ int vg_payload_deliver(struct vg_payload_state *st, const struct vg_payload_conf
         struct stat sb;
         int r;
 
-        *script_status = -1;
+        *run_script = false;
         if (!st->have_k)
                 return vg_error_set(err, -EAGAIN, "agent %s: no payload key yet", st->uuid);
         if (st->delivered)
@@ -729,12 +729,22 @@ int vg_payload_deliver(struct vg_payload_state *st, const struct vg_payload_conf
                           "payload script not run: it needs mTLS or enable_insecure_payload");
                 return 0;
         }
-        {
-                char sh[] = "/bin/sh";
-                char *argv[] = { sh, (char *)script, NULL };
+        *run_script = true;
+        return 0;
+}
 
-                r = vg_run_confined(unzipped, argv, cfg->script_timeout_s, script_status);
-        }
+int vg_payload_run_script(const struct vg_payload_state *st, const struct vg_payload_config *cfg,
+                          int *script_status, struct vg_error *err)
+{
+        _cleanup_free_ char *unzipped = NULL;
+        const char *script = cfg->payload_script;
+        char sh[] = "/bin/sh";
+        char *argv[] = { sh, (char *)script, NULL };
+        int r;
+
+        if (asprintf(&unzipped, "%s/unzipped", cfg->secure_dir) < 0)
+                return -ENOMEM;
+        r = vg_run_confined(unzipped, argv, cfg->script_timeout_s, script_status);
         if (r < 0)
                 return vg_error_set(err, r, "%s/%s: cannot run: %s", unzipped, script,
                                     strerror(-r));
@@ -744,6 +754,19 @@ int vg_payload_deliver(struct vg_payload_state *st, const struct vg_payload_conf
                 vg_warn(VG_F("agent", st->uuid, "script", script),
                         "payload script failed with status %d", *script_status);
         return 0;
+}
+
+int vg_payload_deliver(struct vg_payload_state *st, const struct vg_payload_config *cfg,
+                       int *script_status, struct vg_error *err)
+{
+        bool run = false;
+        int r;
+
+        *script_status = -1;
+        r = vg_payload_install(st, cfg, &run, err);
+        if (r < 0 || !run)
+                return r;
+        return vg_payload_run_script(st, cfg, script_status, err);
 }
 
 /* ---- Child processes ----------------------------------------------------------------------- */

@@ -11,10 +11,11 @@
 #include "cleanup.h"
 #include "error.h"
 
-#define VG_PAYLOAD_KEY_SIZE      32
-#define VG_PAYLOAD_AUTH_TAG_HEX  96          /* hex of HMAC-SHA384 */
-#define VG_PAYLOAD_MAX_ENCRYPTED (64u << 20) /* decoded "payload" bytes accepted from /keys/ukey   \
-                                              */
+#define VG_PAYLOAD_KEY_SIZE     32
+#define VG_PAYLOAD_AUTH_TAG_HEX 96 /* hex of HMAC-SHA384 */
+#define VG_PAYLOAD_MAX_ENCRYPTED                                                                   \
+        (64u << 20) /* decoded "payload" bytes accepted from /keys/ukey                            \
+                     */
 
 /* ---- Agent side ---------------------------------------------------------------------------- */
 
@@ -82,6 +83,14 @@ struct vg_payload_config {
  */
 int vg_payload_deliver(struct vg_payload_state *st, const struct vg_payload_config *cfg,
                        int *script_status, struct vg_error *err);
+
+/* vg_payload_deliver() in two steps, for a caller that must not wait for the script (the agent
+ * keeps answering the verifier while it runs): install the files, and say whether payload_script
+ * is there and allowed to run; then run it (blocking, up to script_timeout_s), e.g. in a child. */
+int vg_payload_install(struct vg_payload_state *st, const struct vg_payload_config *cfg,
+                       bool *run_script, struct vg_error *err);
+int vg_payload_run_script(const struct vg_payload_state *st, const struct vg_payload_config *cfg,
+                          int *script_status, struct vg_error *err);
 
 /* ---- Tenant / verifier side ---------------------------------------------------------------- */
 
