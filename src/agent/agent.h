@@ -59,8 +59,11 @@ struct vg_agent {
         bool secure_mounted;       /* a tmpfs the agent mounted there (and unmounts) */
         char **revocation_actions; /* revocation_actions, split */
         struct event *deliver_ev;  /* delivers the payload after the reply has gone */
-        struct event *sigchld_ev;  /* reaps the payload script's supervisor */
-        pid_t script_pid;          /* that supervisor while it runs, else 0 */
+        struct event *sigchld_ev;  /* reaps the children below */
+        struct {
+                pid_t pid; /* 0: free slot */
+                const char *what;
+        } children[8]; /* payload script supervisors and revocation-action runs */
 };
 
 /* identity.c: the agent's persistent identity under data_dir. Each logs its own errors. */
@@ -81,6 +84,8 @@ bool vg_agent_version_ok(struct vg_http_request *req);
 int vg_agent_payload_setup(struct vg_agent *a);
 void vg_agent_payload_clear(struct vg_agent *a);
 int vg_agent_payload_api_register(struct vg_agent *a);
+/* Track a child process so that its exit is logged with what it was. */
+void vg_agent_child_add(struct vg_agent *a, pid_t pid, const char *what);
 
 /* registration.c: POST + ActivateCredential + PUT against the registrar, retried until it
  * succeeds; runs on the loop, never blocks the API. */

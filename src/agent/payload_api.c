@@ -22,6 +22,9 @@ VG_DEFINE_CLEANUP_FUNC(X509, X509_free)
 /* Keylime's payload-certificate package ships the notifier's certificate under this name. */
 #define REVOCATION_CERT_IN_PAYLOAD "RevocationNotifier-cert.crt"
 
+/* What a child is, in logs; the payload script's is also how deliver() finds it. */
+static const char PAYLOAD_SCRIPT[] = "payload script";
+
 /* The request's JSON object body, or NULL after answering 400. */
 static json_t *object_body(struct vg_http_request *req)
 {
@@ -41,21 +44,40 @@ static const char *body_string(json_t *body, const char *field)
         return json_string_value(json_object_get(body, field));
 }
 
-/* The payload script's supervisor has exited: log how the script ended. */
+void vg_agent_child_add(struct vg_agent *a, pid_t pid, const char *what)
+{
+        for (size_t i = 0; i < VG_ARRAY_SIZE(a->children); i++) {
+                if (a->children[i].pid == 0) {
+                        a->children[i].pid = pid;
+                        a->children[i].what = what;
+                        return;
+                }
+        }
+        /* More than a handful at once: it is still reaped, only not logged by name. */
+        vg_warn(VG_F("agent", a->uuid), "%s (pid %d) not tracked: too many children", what,
+                (int)pid);
+}
+
+/* A payload script's supervisor or a revocation-actions child has exited: log how it ended. */
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
         struct vg_agent *a = arg;
         int status;
 
         (void)fd, (void)what;
-        if (a->script_pid <= 0 || waitpid(a->script_pid, &status, WNOHANG) != a->script_pid)
-                return;
-        a->script_pid = 0;
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        vg_log(code == 0 ? VG_LOG_INFO : VG_LOG_WARNING,
-               VG_F("agent", a->uuid, "script", a->payload_cfg.payload_script),
-               "payload script exited with status %d%s", code,
-               code == 137 ? " (killed at its timeout)" : "");
+        for (size_t i = 0; i < VG_ARRAY_SIZE(a->children); i++) {
+                pid_t pid = a->children[i].pid;
+                if (pid <= 0 || waitpid(pid, &status, WNOHANG) != pid)
+                        continue;
+                a->children[i].pid = 0;
+                int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                vg_log(code == 0 ? VG_LOG_INFO : VG_LOG_WARNING, VG_F("agent", a->uuid),
+                       "%s (pid %d) exited with status %d%s", a->children[i].what, (int)pid, code,
+                       code == 137 ? " (killed at its timeout)" : "");
+        }
+        /* Untracked ones too, so that none is left a zombie. */
+        while (waitpid(-1, &status, WNOHANG) > 0)
+                ;
 }
 
 /* Decrypt and install the payload once K exists, on the next turn of the loop so that the reply
@@ -71,6 +93,17 @@ static void deliver(evutil_socket_t fd, short what, void *arg)
         (void)fd, (void)what;
         if (!vg_payload_have_key(a->payload) || vg_payload_delivered(a->payload))
                 return;
+        for (size_t i = 0; i < VG_ARRAY_SIZE(a->children); i++) {
+                if (a->children[i].pid > 0 && a->children[i].what == PAYLOAD_SCRIPT) {
+                        /* Its files would be replaced under it; the new key waits. */
+                        vg_warn(VG_F("agent", a->uuid),
+                                "the previous payload script (pid %d) is "
+                                "still running; the new payload is installed when it ends",
+                                (int)a->children[i].pid);
+                        event_add(a->deliver_ev, &(struct timeval){ .tv_sec = 1 });
+                        return;
+                }
+        }
         if (vg_payload_install(a->payload, &a->payload_cfg, &run, &err) < 0) {
                 vg_err(VG_F("agent", a->uuid, "dir", a->payload_cfg.secure_dir),
                        "payload not delivered: %s", vg_error_str(&err));
@@ -78,13 +111,6 @@ static void deliver(evutil_socket_t fd, short what, void *arg)
         }
         if (!run)
                 return;
-        if (a->script_pid > 0) {
-                vg_warn(VG_F("agent", a->uuid, "script", a->payload_cfg.payload_script),
-                        "the previous payload script (pid %d) is still running; not starting "
-                        "another",
-                        (int)a->script_pid);
-                return;
-        }
         pid_t pid = fork();
         if (pid < 0) {
                 vg_err(VG_F("agent", a->uuid), "cannot start the payload script: %s",
@@ -99,7 +125,7 @@ static void deliver(evutil_socket_t fd, short what, void *arg)
                         _exit(127);
                 _exit(status & 0xff);
         }
-        a->script_pid = pid;
+        vg_agent_child_add(a, pid, PAYLOAD_SCRIPT);
         vg_info(VG_F("agent", a->uuid, "script", a->payload_cfg.payload_script),
                 "payload installed; running its script (pid %d)", (int)pid);
 }
@@ -261,21 +287,34 @@ static void post_revocation(struct vg_http_request *req, void *userdata)
                 .allow_payload_actions =
                     vg_config_boolean(a->cfg, "allow_payload_revocation_actions"),
         };
-        int r = vg_revocation_process(msg, sig, key, &rc, &ran, &failed, &err);
-        if (r == -EBADMSG) {
+        int r = vg_revocation_verify(msg, sig, key, &err);
+        if (r < 0) {
                 vg_warn(VG_F("agent", a->uuid, "peer", vg_http_request_peer(req)),
                         "revocation notification refused: %s", vg_error_str(&err));
                 vg_http_reply_error(req, 400, "%s", vg_error_str(&err));
                 return;
         }
-        if (r < 0) {
-                vg_err(VG_F("agent", a->uuid), "revocation actions: %s", vg_error_str(&err));
+        /* Verified: the actions run in a child, each up to its timeout, while the agent keeps
+         * answering (the verifier that sent this may be polling other agents' quotes). */
+        pid_t pid = fork();
+        if (pid < 0) {
+                vg_err(VG_F("agent", a->uuid), "cannot run the revocation actions: %s",
+                       strerror(errno));
                 vg_http_reply_error(req, 500, "revocation actions could not run: %s",
-                                    vg_error_str(&err));
+                                    strerror(errno));
                 return;
         }
+        if (pid == 0) {
+                struct vg_error cerr = { 0 };
+                r = vg_revocation_run_actions(&rc, msg, &ran, &failed, &cerr);
+                if (r < 0) /* each action's outcome is logged by the library */
+                        vg_err(VG_F("agent", a->uuid), "revocation actions: %s",
+                               vg_error_str(&cerr));
+                _exit(r < 0 || failed ? 1 : 0);
+        }
+        vg_agent_child_add(a, pid, "revocation actions");
         vg_notice(VG_F("agent", a->uuid, "peer", vg_http_request_peer(req)),
-                  "revocation notification: %u action(s) ran, %u failed", ran, failed);
+                  "revocation notification verified; running its actions (pid %d)", (int)pid);
         vg_http_reply_keylime(req, 200, "Success", NULL);
 }
 
