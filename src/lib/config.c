@@ -982,27 +982,30 @@ int vg_config_dump(const struct vg_config *cfg, FILE *out)
                 }
                 vg_toml_write_key(out, opt->name);
                 fputs(" = ", out);
+                struct vg_toml_value tv = { 0 };
                 switch (opt->type) {
                 case VG_CONFIG_STRING:
                 case VG_CONFIG_PATH:
-                        vg_toml_write_string(out, v->set ? v->string : "");
+                        tv.type = VG_TOML_STRING;
+                        tv.string = v->set ? v->string : (char *)"";
                         break;
                 case VG_CONFIG_INTEGER:
-                        fprintf(out, "%" PRId64, v->integer);
+                        tv.type = VG_TOML_INTEGER;
+                        tv.integer = v->integer;
                         break;
                 case VG_CONFIG_BOOLEAN:
-                        fputs(v->boolean ? "true" : "false", out);
+                        tv.type = VG_TOML_BOOLEAN;
+                        tv.boolean = v->boolean;
                         break;
                 case VG_CONFIG_STRING_LIST:
-                        fputc('[', out);
-                        for (char **p = v->strv; p && *p; p++) {
-                                if (p != v->strv)
-                                        fputs(", ", out);
-                                vg_toml_write_string(out, *p);
-                        }
-                        fputc(']', out);
+                        tv.type = VG_TOML_STRING_ARRAY;
+                        tv.array.items = v->strv ? v->strv : (char **)empty_strv;
+                        while (tv.array.items[tv.array.n])
+                                tv.array.n++;
                         break;
                 }
+                /* The TOML writer spells every value, so the dump parses back as written. */
+                vg_toml_write_value(out, &tv);
                 fputs("  # ", out);
                 write_comment_text(out, cfg->slots[i].source);
                 fputc('\n', out);
