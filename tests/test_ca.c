@@ -13,6 +13,7 @@
 #include "ca.h"
 #include "cleanup.h"
 #include "error.h"
+#include "openssl_oracle.h"
 #include "tap.h"
 
 #define DAY 86400
@@ -26,40 +27,6 @@ VG_DEFINE_CLEANUP_FUNC(DIR, closedir)
                         tap_diag("error: %s", (err).msg);                                          \
         } while (0)
 
-__attribute__((format(printf, 1, 2))) static char *pathf(const char *fmt, ...)
-{
-        char *p;
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(&p, fmt, ap) < 0)
-                tap_bail("out of memory");
-        va_end(ap);
-        return p;
-}
-
-/* Run a NULL-terminated command; output (stdout and stderr) into *out when out is set. */
-static int run(char **out, const char *arg0, ...)
-{
-        const char *argv[32] = { arg0 };
-        size_t n = 1;
-        va_list ap;
-
-        va_start(ap, arg0);
-        while (n < VG_ARRAY_SIZE(argv) - 1 && (argv[n] = va_arg(ap, const char *)))
-                n++;
-        va_end(ap);
-        argv[n] = NULL;
-        return tap_run((char *const *)argv, out);
-}
-
-static int file_mode(const char *path)
-{
-        struct stat st;
-
-        return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
-}
-
 /* No ".NAME.random" temporaries left behind. */
 static int hidden_files(const char *dir)
 {
@@ -71,60 +38,6 @@ static int hidden_files(const char *dir)
                 if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
                         n++;
         return n;
-}
-
-/* openssl's view of a certificate: "-ext NAMES", "-serial", "-text", ... */
-static char *x509(const char *cert, const char *what, const char *arg)
-{
-        char *out = NULL;
-
-        run(&out, "openssl", "x509", "-noout", "-in", cert, what, arg, NULL);
-        return out;
-}
-
-static int verify(const char *cafile, const char *purpose, const char *cert)
-{
-        return run(NULL, "openssl", "verify", "-x509_strict", "-purpose", purpose, "-CAfile",
-                   cafile, cert, NULL);
-}
-
-/* 0 when the certificate is still valid `days` from now (openssl x509 -checkend). */
-static int valid_in_days(const char *cert, long days)
-{
-        char secs[32];
-
-        snprintf(secs, sizeof(secs), "%ld", days * DAY);
-        return run(NULL, "openssl", "x509", "-noout", "-in", cert, "-checkend", secs, NULL);
-}
-
-static bool key_matches(const char *cert, const char *key, const char *password)
-{
-        _cleanup_free_ char *a = NULL, *b = NULL, *pass = pathf("pass:%s", password ?: "");
-        int ra = run(&a, "openssl", "x509", "-noout", "-pubkey", "-in", cert, NULL);
-        int rb = run(&b, "openssl", "pkey", "-pubout", "-in", key, "-passin", pass, NULL);
-
-        return ra == 0 && rb == 0 && strstr(a, "BEGIN PUBLIC KEY") && strcmp(a, b) == 0;
-}
-
-/* "serial=ABCD\n" -> "ABCD" */
-static char *openssl_serial(const char *cert)
-{
-        _cleanup_free_ char *out = x509(cert, "-serial", NULL);
-        char *p = out ? strstr(out, "serial=") : NULL;
-
-        if (!p)
-                return strdup("");
-        p += strlen("serial=");
-        p[strcspn(p, "\r\n")] = '\0';
-        return strdup(p);
-}
-
-static void copy_file(const char *from, const char *to)
-{
-        _cleanup_free_ char *data = tap_read_file(from, NULL);
-
-        if (!data || tap_write_file(to, data) < 0)
-                tap_bail("cannot copy %s to %s", from, to);
 }
 
 static void test_parsers(void)
@@ -191,13 +104,13 @@ static void test_init_layout(const char *base)
                 { "server-private.pem", 0600 }, { "client-cert.crt", 0644 },
                 { "client-private.pem", 0600 },
         };
-        _cleanup_free_ char *dir = pathf("%s/cv_ca", base);
-        _cleanup_free_ char *ca = pathf("%s/cacert.crt", dir);
-        _cleanup_free_ char *crl = pathf("%s/cacrl.pem", dir);
-        _cleanup_free_ char *srv = pathf("%s/server-cert.crt", dir);
-        _cleanup_free_ char *srv_key = pathf("%s/server-private.pem", dir);
-        _cleanup_free_ char *cli = pathf("%s/client-cert.crt", dir);
-        _cleanup_free_ char *cli_key = pathf("%s/client-private.pem", dir);
+        _cleanup_free_ char *dir = tap_strf("%s/cv_ca", base);
+        _cleanup_free_ char *ca = tap_strf("%s/cacert.crt", dir);
+        _cleanup_free_ char *crl = tap_strf("%s/cacrl.pem", dir);
+        _cleanup_free_ char *srv = tap_strf("%s/server-cert.crt", dir);
+        _cleanup_free_ char *srv_key = tap_strf("%s/server-private.pem", dir);
+        _cleanup_free_ char *cli = tap_strf("%s/client-cert.crt", dir);
+        _cleanup_free_ char *cli_key = tap_strf("%s/client-private.pem", dir);
         _cleanup_free_ char *ca_ext = NULL, *srv_ext = NULL, *cli_ext = NULL, *ski = NULL;
         _cleanup_free_ char *aki = NULL, *crl_out = NULL, *s_ca = NULL, *s_srv = NULL;
         _cleanup_free_ char *s_cli = NULL, *before = NULL, *after = NULL;
@@ -207,40 +120,41 @@ static void test_init_layout(const char *base)
         char host[256] = "";
 
         is_ok(vg_ca_init(dir, &p, &err), err, "vg_ca_init creates a CA in a new directory");
-        is_int(file_mode(dir), 0700, "the directory is 0700");
+        is_int(tap_file_mode(dir), 0700, "the directory is 0700");
         for (size_t i = 0; i < VG_ARRAY_SIZE(files); i++) {
-                _cleanup_free_ char *f = pathf("%s/%s", dir, files[i].name);
+                _cleanup_free_ char *f = tap_strf("%s/%s", dir, files[i].name);
 
-                is_int(file_mode(f), files[i].mode, "%s is there with mode %04o", files[i].name,
+                is_int(tap_file_mode(f), files[i].mode, "%s is there with mode %04o", files[i].name,
                        files[i].mode);
         }
         is_int(hidden_files(dir), 0, "no temporary files are left behind");
 
-        is_int(verify(ca, "sslserver", srv), 0,
+        is_int(ossl_verify(ca, "sslserver", srv), 0,
                "openssl verify -purpose sslserver accepts "
                "server-cert.crt");
-        is_int(verify(ca, "sslclient", cli), 0,
+        is_int(ossl_verify(ca, "sslclient", cli), 0,
                "openssl verify -purpose sslclient accepts "
                "client-cert.crt");
-        ok(verify(ca, "sslserver", cli) != 0, "a client certificate is not a server's");
-        ok(verify(ca, "sslclient", srv) != 0, "a server certificate is not a client's");
-        is_int(
-            run(NULL, "openssl", "verify", "-crl_check", "-CRLfile", crl, "-CAfile", ca, srv, NULL),
-            0, "openssl verify -crl_check with cacrl.pem accepts the server certificate");
-        is_int(run(&crl_out, "openssl", "crl", "-noout", "-text", "-in", crl, "-CAfile", ca, NULL),
+        ok(ossl_verify(ca, "sslserver", cli) != 0, "a client certificate is not a server's");
+        ok(ossl_verify(ca, "sslclient", srv) != 0, "a server certificate is not a client's");
+        is_int(tap_runl(NULL, "openssl", "verify", "-crl_check", "-CRLfile", crl, "-CAfile", ca,
+                        srv, NULL),
+               0, "openssl verify -crl_check with cacrl.pem accepts the server certificate");
+        is_int(tap_runl(&crl_out, "openssl", "crl", "-noout", "-text", "-in", crl, "-CAfile", ca,
+                        NULL),
                0, "openssl crl reads cacrl.pem");
         contains(crl_out, "verify OK", "  and verifies its signature with the CA");
         contains(crl_out, "No Revoked Certificates", "  it revokes nothing");
         contains(crl_out, "CRL Number", "  and has a CRL number");
 
-        ca_ext = x509(ca, "-ext", "basicConstraints,keyUsage");
+        ca_ext = ossl_x509(ca, "-ext", "basicConstraints,keyUsage");
         contains(ca_ext, "Basic Constraints: critical", "CA: basicConstraints is critical");
         contains(ca_ext, "CA:TRUE, pathlen:0", "CA: CA:TRUE, pathlen:0");
         contains(ca_ext, "Key Usage: critical", "CA: keyUsage is critical");
         contains(ca_ext, "Certificate Sign, CRL Sign", "CA: keyCertSign and cRLSign");
-        ski = x509(ca, "-ext", "subjectKeyIdentifier");
+        ski = ossl_x509(ca, "-ext", "subjectKeyIdentifier");
         contains(ski, "Subject Key Identifier", "CA: has a subject key identifier");
-        aki = x509(srv, "-ext", "authorityKeyIdentifier");
+        aki = ossl_x509(srv, "-ext", "authorityKeyIdentifier");
         {
                 char *id = ski ? strchr(ski, '\n') : NULL;
 
@@ -253,14 +167,15 @@ static void test_init_layout(const char *base)
                    id ? id : "(none)");
         }
 
-        srv_ext = x509(srv, "-ext", "subjectAltName,extendedKeyUsage,keyUsage,basicConstraints");
+        srv_ext =
+            ossl_x509(srv, "-ext", "subjectAltName,extendedKeyUsage,keyUsage,basicConstraints");
         contains(srv_ext, "TLS Web Server Authentication", "server: EKU serverAuth");
         contains(srv_ext, "IP Address:127.0.0.1", "server: SAN 127.0.0.1 by default");
         contains(srv_ext, "IP Address:0:0:0:0:0:0:0:1", "server: SAN ::1 by default");
         contains(srv_ext, "DNS:localhost", "server: SAN localhost by default");
         if (gethostname(host, sizeof(host) - 1) == 0 && strcmp(host, "localhost") &&
             vg_ca_san_validate(host, NULL) == 0) {
-                _cleanup_free_ char *want = pathf("DNS:%s", host);
+                _cleanup_free_ char *want = tap_strf("DNS:%s", host);
 
                 contains(srv_ext, want, "server: SAN with the host name by default");
         } else {
@@ -268,30 +183,31 @@ static void test_init_layout(const char *base)
         }
         contains(srv_ext, "CA:FALSE", "server: CA:FALSE");
         contains(srv_ext, "Digital Signature", "server: keyUsage digitalSignature");
-        cli_ext = x509(cli, "-ext", "subjectAltName,extendedKeyUsage");
+        cli_ext = ossl_x509(cli, "-ext", "subjectAltName,extendedKeyUsage");
         contains(cli_ext, "TLS Web Client Authentication", "client: EKU clientAuth");
         ok(cli_ext && !strstr(cli_ext, "Server Authentication"), "client: no serverAuth");
         ok(cli_ext && !strstr(cli_ext, "Alternative Name"), "client: no SANs by default");
 
-        ok(key_matches(srv, srv_key, NULL), "server-private.pem is server-cert.crt's key");
-        ok(key_matches(cli, cli_key, NULL), "client-private.pem is client-cert.crt's key");
-        ok(!key_matches(srv, cli_key, NULL), "(the oracle tells keys apart)");
-        before = x509(srv, "-text", NULL);
+        ok(ossl_key_matches(srv, srv_key, NULL), "server-private.pem is server-cert.crt's key");
+        ok(ossl_key_matches(cli, cli_key, NULL), "client-private.pem is client-cert.crt's key");
+        ok(!ossl_key_matches(srv, cli_key, NULL), "(the oracle tells keys apart)");
+        before = ossl_x509(srv, "-text", NULL);
         contains(before, "NIST CURVE: P-256", "the server key is ec:P-256 as asked");
         contains(before, "ecdsa-with-SHA256", "signed with ECDSA-SHA256");
 
-        s_ca = openssl_serial(ca);
-        s_srv = openssl_serial(srv);
-        s_cli = openssl_serial(cli);
+        s_ca = ossl_serial(ca);
+        s_srv = ossl_serial(srv);
+        s_cli = ossl_serial(cli);
         ok(strlen(s_srv) >= 16 && strlen(s_srv) <= 40, "serial %s is 64 to 160 bits", s_srv);
         ok(strlen(s_srv) < 40 || s_srv[0] < '8', "serial %s is positive in 20 octets", s_srv);
         ok(strcmp(s_ca, s_srv) && strcmp(s_srv, s_cli) && strcmp(s_ca, s_cli),
            "the three serials differ");
 
-        is_int(valid_in_days(ca, 3649), 0, "the CA is valid for 3650 days (Keylime's default)");
-        ok(valid_in_days(ca, 3651) != 0, "  and not longer");
-        is_int(valid_in_days(srv, 364), 0, "the server certificate is valid for 365 days");
-        ok(valid_in_days(srv, 366) != 0, "  and not longer");
+        is_int(ossl_valid_in_days(ca, 3649), 0,
+               "the CA is valid for 3650 days (Keylime's default)");
+        ok(ossl_valid_in_days(ca, 3651) != 0, "  and not longer");
+        is_int(ossl_valid_in_days(srv, 364), 0, "the server certificate is valid for 365 days");
+        ok(ossl_valid_in_days(srv, 366) != 0, "  and not longer");
 
         /* vg_ca_list describes what openssl sees. */
         is_int(vg_ca_list(dir, &l, &err), 0, "vg_ca_list reads the directory");
@@ -328,40 +244,40 @@ static void test_init_layout(const char *base)
         free(after);
         after = tap_read_file(ca, NULL);
         ok(after && before && strcmp(after, before), "  cacert.crt is a new one");
-        is_int(verify(ca, "sslserver", srv), 0, "  and the new server certificate verifies");
+        is_int(ossl_verify(ca, "sslserver", srv), 0, "  and the new server certificate verifies");
 }
 
 /* Keylime compatibility: the default key type is RSA-2048. */
 static void test_default_rsa(const char *base)
 {
-        _cleanup_free_ char *dir = pathf("%s/rsa", base);
-        _cleanup_free_ char *ca = pathf("%s/cacert.crt", dir);
-        _cleanup_free_ char *srv = pathf("%s/server-cert.crt", dir);
-        _cleanup_free_ char *cli = pathf("%s/client-cert.crt", dir);
+        _cleanup_free_ char *dir = tap_strf("%s/rsa", base);
+        _cleanup_free_ char *ca = tap_strf("%s/cacert.crt", dir);
+        _cleanup_free_ char *srv = tap_strf("%s/server-cert.crt", dir);
+        _cleanup_free_ char *cli = tap_strf("%s/client-cert.crt", dir);
         _cleanup_free_ char *text = NULL, *ext = NULL;
         struct vg_ca_init_params p = { 0 };
         struct vg_error err = { 0 };
 
         is_ok(vg_ca_init(dir, &p, &err), err, "vg_ca_init with the defaults");
-        text = x509(srv, "-text", NULL);
+        text = ossl_x509(srv, "-text", NULL);
         contains(text, "Public-Key: (2048 bit)", "the server key is RSA-2048");
         contains(text, "sha256WithRSAEncryption", "signed with RSA-SHA256");
-        ext = x509(srv, "-ext", "keyUsage");
+        ext = ossl_x509(srv, "-ext", "keyUsage");
         contains(ext, "Digital Signature, Key Encipherment", "RSA: keyEncipherment for TLS 1.2");
-        is_int(verify(ca, "sslserver", srv), 0, "openssl verify accepts the RSA server");
-        is_int(verify(ca, "sslclient", cli), 0, "openssl verify accepts the RSA client");
+        is_int(ossl_verify(ca, "sslserver", srv), 0, "openssl verify accepts the RSA server");
+        is_int(ossl_verify(ca, "sslclient", cli), 0, "openssl verify accepts the RSA client");
 }
 
 static void test_issue(const char *base)
 {
         static const char *const sans[] = { "IP:10.1.2.3", "DNS:node.example", NULL };
-        _cleanup_free_ char *dir = pathf("%s/issue", base);
-        _cleanup_free_ char *out_dir = pathf("%s/issue-out", base);
-        _cleanup_free_ char *ca_path = pathf("%s/cacert.crt", dir);
-        _cleanup_free_ char *node = pathf("%s/node-cert.crt", dir);
-        _cleanup_free_ char *node_key = pathf("%s/node-private.pem", dir);
-        _cleanup_free_ char *admin = pathf("%s/admin-cert.crt", out_dir);
-        _cleanup_free_ char *admin_key = pathf("%s/admin-private.pem", out_dir);
+        _cleanup_free_ char *dir = tap_strf("%s/issue", base);
+        _cleanup_free_ char *out_dir = tap_strf("%s/issue-out", base);
+        _cleanup_free_ char *ca_path = tap_strf("%s/cacert.crt", dir);
+        _cleanup_free_ char *node = tap_strf("%s/node-cert.crt", dir);
+        _cleanup_free_ char *node_key = tap_strf("%s/node-private.pem", dir);
+        _cleanup_free_ char *admin = tap_strf("%s/admin-cert.crt", out_dir);
+        _cleanup_free_ char *admin_key = tap_strf("%s/admin-private.pem", out_dir);
         _cleanup_free_ char *ext = NULL, *text = NULL, *before = NULL, *after = NULL;
         _cleanup_(vg_ca_freep) struct vg_ca *ca = NULL;
         _cleanup_(vg_ca_freep) struct vg_ca *loaded = NULL;
@@ -386,20 +302,20 @@ static void test_issue(const char *base)
                 return;
         is_ok(vg_ca_issue(loaded, &ip, &c, &err), err, "vg_ca_issue: a server certificate");
         is_ok(vg_ca_issued_save(c, dir, "node", NULL, &err), err, "  saved as node");
-        is_int(verify(ca_path, "sslserver", node), 0,
+        is_int(ossl_verify(ca_path, "sslserver", node), 0,
                "openssl verify -purpose sslserver "
                "accepts it");
-        ext = x509(node, "-ext", "subjectAltName");
+        ext = ossl_x509(node, "-ext", "subjectAltName");
         contains(ext, "IP Address:10.1.2.3, DNS:node.example", "exactly the SANs asked for");
         ok(ext && !strstr(ext, "localhost"), "  and not the defaults");
-        text = x509(node, "-text", NULL);
+        text = ossl_x509(node, "-text", NULL);
         contains(text, "NIST CURVE: P-384", "the key is ec:P-384 as asked");
         contains(text, "Subject: CN = node.example", "the subject is CN=node.example");
         contains(text, "Issuer: CN = test CA", "the issuer is the CA");
-        is_int(valid_in_days(node, 9), 0, "valid for the 10 days asked");
-        ok(valid_in_days(node, 11) != 0, "  and not longer");
-        ok(key_matches(node, node_key, NULL), "node-private.pem is its key");
-        is_int(file_mode(node_key), 0600, "the key is 0600");
+        is_int(ossl_valid_in_days(node, 9), 0, "valid for the 10 days asked");
+        ok(ossl_valid_in_days(node, 11) != 0, "  and not longer");
+        ok(ossl_key_matches(node, node_key, NULL), "node-private.pem is its key");
+        is_int(tap_file_mode(node_key), 0600, "the key is 0600");
 
         err = (struct vg_error){ 0 };
         before = tap_read_file(node, NULL);
@@ -416,11 +332,11 @@ static void test_issue(const char *base)
         is_int(vg_ca_issue(loaded, &ip, &c2, &err), 0, "vg_ca_issue: an RSA client certificate");
         is_ok(vg_ca_issued_save(c2, out_dir, "admin", NULL, &err), err,
               "  saved to another directory");
-        is_int(file_mode(out_dir), 0700, "  which is created 0700");
-        is_int(verify(ca_path, "sslclient", admin), 0,
+        is_int(tap_file_mode(out_dir), 0700, "  which is created 0700");
+        is_int(ossl_verify(ca_path, "sslclient", admin), 0,
                "openssl verify -purpose sslclient "
                "accepts it");
-        ok(key_matches(admin, admin_key, NULL), "  with its key");
+        ok(ossl_key_matches(admin, admin_key, NULL), "  with its key");
 
         /* Never past the CA's expiry; with AUTO the key follows the CA's type. */
         ip = (struct vg_ca_issue_params){ .usage = VG_CA_CLIENT, .cn = "long", .days = 365 };
@@ -443,12 +359,12 @@ static void test_issue(const char *base)
 
 static void test_load_errors(const char *base)
 {
-        _cleanup_free_ char *good = pathf("%s/good", base);
-        _cleanup_free_ char *other = pathf("%s/other", base);
-        _cleanup_free_ char *bad = pathf("%s/bad", base);
-        _cleanup_free_ char *empty = pathf("%s/empty", base);
-        _cleanup_free_ char *missing = pathf("%s/missing", base);
-        _cleanup_free_ char *old = pathf("%s/old", base);
+        _cleanup_free_ char *good = tap_strf("%s/good", base);
+        _cleanup_free_ char *other = tap_strf("%s/other", base);
+        _cleanup_free_ char *bad = tap_strf("%s/bad", base);
+        _cleanup_free_ char *empty = tap_strf("%s/empty", base);
+        _cleanup_free_ char *missing = tap_strf("%s/missing", base);
+        _cleanup_free_ char *old = tap_strf("%s/old", base);
         _cleanup_free_ char *from = NULL, *to = NULL;
         _cleanup_(vg_ca_freep) struct vg_ca *ca = NULL;
         _cleanup_(vg_ca_freep) struct vg_ca *expired = NULL;
@@ -468,9 +384,9 @@ static void test_load_errors(const char *base)
         contains(err.msg, "found no cacert.crt", "  saying what is missing");
 
         /* The key of another CA. */
-        from = pathf("%s/ca-private.pem", other);
-        to = pathf("%s/ca-private.pem", bad);
-        copy_file(from, to);
+        from = tap_strf("%s/ca-private.pem", other);
+        to = tap_strf("%s/ca-private.pem", bad);
+        tap_copy_file(from, to);
         err = (struct vg_error){ 0 };
         is_int(vg_ca_load(bad, NULL, &ca, &err), -EINVAL, "another CA's key is refused");
         contains(err.msg, "ca-private.pem does not match", "  naming the key file");
@@ -484,13 +400,13 @@ static void test_load_errors(const char *base)
 
         /* A server certificate (with its own key) in the CA's place. */
         free(from), free(to);
-        from = pathf("%s/server-private.pem", good);
-        to = pathf("%s/ca-private.pem", bad);
-        copy_file(from, to);
+        from = tap_strf("%s/server-private.pem", good);
+        to = tap_strf("%s/ca-private.pem", bad);
+        tap_copy_file(from, to);
         free(from), free(to);
-        from = pathf("%s/server-cert.crt", good);
-        to = pathf("%s/cacert.crt", bad);
-        copy_file(from, to);
+        from = tap_strf("%s/server-cert.crt", good);
+        to = tap_strf("%s/cacert.crt", bad);
+        tap_copy_file(from, to);
         err = (struct vg_error){ 0 };
         is_int(vg_ca_load(bad, NULL, &ca, &err), -EINVAL, "an end-entity certificate is no CA");
         contains(err.msg, "cacert.crt: expected a CA certificate (basicConstraints CA:TRUE)",
@@ -514,12 +430,12 @@ static void test_load_errors(const char *base)
 
 static void test_listing(const char *base)
 {
-        _cleanup_free_ char *dir = pathf("%s/list", base);
-        _cleanup_free_ char *other = pathf("%s/list-other", base);
-        _cleanup_free_ char *from = pathf("%s/server-cert.crt", other);
-        _cleanup_free_ char *to = pathf("%s/stranger-cert.crt", dir);
-        _cleanup_free_ char *junk = pathf("%s/junk-cert.crt", dir);
-        _cleanup_free_ char *ignored = pathf("%s/notes.txt", dir);
+        _cleanup_free_ char *dir = tap_strf("%s/list", base);
+        _cleanup_free_ char *other = tap_strf("%s/list-other", base);
+        _cleanup_free_ char *from = tap_strf("%s/server-cert.crt", other);
+        _cleanup_free_ char *to = tap_strf("%s/stranger-cert.crt", dir);
+        _cleanup_free_ char *junk = tap_strf("%s/junk-cert.crt", dir);
+        _cleanup_free_ char *ignored = tap_strf("%s/notes.txt", dir);
         _cleanup_(vg_ca_freep) struct vg_ca *ca = NULL;
         _cleanup_(vg_ca_issued_freep) struct vg_ca_issued *c = NULL;
         _cleanup_(vg_ca_listing_clear) struct vg_ca_listing l = { 0 };
@@ -532,7 +448,7 @@ static void test_listing(const char *base)
 
         if (vg_ca_init(dir, &p, &err) < 0 || vg_ca_init(other, &p, &err) < 0)
                 tap_bail("cannot set up: %s", err.msg);
-        copy_file(from, to);
+        tap_copy_file(from, to);
         tap_write_file(junk, "not a certificate\n");
         tap_write_file(ignored, "x\n");
         if (vg_ca_load(dir, NULL, &ca, &err) < 0 || vg_ca_issue(ca, &ip, &c, &err) < 0 ||
@@ -586,9 +502,9 @@ static const char handshake_py[] =
 
 static void test_password(const char *base)
 {
-        _cleanup_free_ char *dir = pathf("%s/secret", base);
-        _cleanup_free_ char *key = pathf("%s/server-private.pem", dir);
-        _cleanup_free_ char *cert = pathf("%s/server-cert.crt", dir);
+        _cleanup_free_ char *dir = tap_strf("%s/secret", base);
+        _cleanup_free_ char *key = tap_strf("%s/server-private.pem", dir);
+        _cleanup_free_ char *cert = tap_strf("%s/server-cert.crt", dir);
         _cleanup_free_ char *pem = NULL, *out = NULL;
         _cleanup_(vg_ca_freep) struct vg_ca *ca = NULL;
         struct vg_ca_init_params p = { .key_type = VG_CA_KEY_EC_P256, .password = "s3cret" };
@@ -597,8 +513,9 @@ static void test_password(const char *base)
         is_ok(vg_ca_init(dir, &p, &err), err, "vg_ca_init with a password");
         pem = tap_read_file(key, NULL);
         contains(pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----", "the keys are encrypted PKCS#8");
-        ok(key_matches(cert, key, "s3cret"), "openssl decrypts the key with the password");
-        ok(!key_matches(cert, key, "wrong"), "  and not with another");
+        ok(ossl_key_matches(cert, key, "pass:s3cret"),
+           "openssl decrypts the key with the password");
+        ok(!ossl_key_matches(cert, key, "pass:wrong"), "  and not with another");
 
         is_int(vg_ca_load(dir, NULL, &ca, &err), -EACCES, "loading without a password fails");
         contains(err.msg, "ca-private.pem: the key is encrypted; expected a password",
@@ -608,17 +525,18 @@ static void test_password(const char *base)
         contains(err.msg, "wrong password", "  saying so");
         is_int(vg_ca_load(dir, "s3cret", &ca, &err), 0, "the right password loads the CA");
 
-        if (run(NULL, "python3", "-c", "import ssl", NULL) != 0) {
+        if (tap_runl(NULL, "python3", "-c", "import ssl", NULL) != 0) {
                 tap_skip("python3 with ssl is not available", "python3 mTLS handshake");
                 return;
         }
-        is_int(run(&out, "python3", "-c", handshake_py, dir, "s3cret", "localhost", NULL), 0,
+        is_int(tap_runl(&out, "python3", "-c", handshake_py, dir, "s3cret", "localhost", NULL), 0,
                "python3 ssl: a mutual-TLS handshake with host name 'localhost'");
         contains(out, "server saw client client", "  the server authenticated the client");
         contains(out, "client got hello", "  the client authenticated the server");
         free(out);
         out = NULL;
-        ok(run(&out, "python3", "-c", handshake_py, dir, "s3cret", "elsewhere.example", NULL) != 0,
+        ok(tap_runl(&out, "python3", "-c", handshake_py, dir, "s3cret", "elsewhere.example",
+                    NULL) != 0,
            "python3 ssl: a host name not in the SANs is refused");
         contains(out, "match", "  as a host name mismatch");
 }

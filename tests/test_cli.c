@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "openssl_oracle.h"
 #include "tap.h"
 
 #define MAX_ARGS 32
@@ -22,41 +23,6 @@ struct ctx {
         const char *base; /* this run's temporary directory */
 };
 
-__attribute__((format(printf, 1, 2))) static char *pathf(const char *fmt, ...)
-{
-        char *p;
-        va_list ap;
-
-        va_start(ap, fmt);
-        if (vasprintf(&p, fmt, ap) < 0)
-                tap_bail("out of memory");
-        va_end(ap);
-        return p;
-}
-
-/* Run a NULL-terminated argument list after arg0. */
-static int runv(char **out, const char *arg0, va_list ap)
-{
-        const char *argv[MAX_ARGS] = { arg0 };
-        size_t n = 1;
-
-        while (n < MAX_ARGS - 1 && (argv[n] = va_arg(ap, const char *)))
-                n++;
-        argv[n] = NULL;
-        return tap_run_input((char *const *)argv, NULL, out);
-}
-
-static int run(char **out, const char *arg0, ...)
-{
-        va_list ap;
-        int r;
-
-        va_start(ap, arg0);
-        r = runv(out, arg0, ap);
-        va_end(ap);
-        return r;
-}
-
 /* The CLI under test with the given arguments. */
 static int vigil(const struct ctx *c, char **out, ...)
 {
@@ -64,68 +30,9 @@ static int vigil(const struct ctx *c, char **out, ...)
         int r;
 
         va_start(ap, out);
-        r = runv(out, c->cli, ap);
+        r = tap_runv(out, c->cli, ap);
         va_end(ap);
         return r;
-}
-
-static int file_mode(const char *path)
-{
-        struct stat st;
-
-        return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
-}
-
-static char *x509(const char *cert, const char *what, const char *arg)
-{
-        char *out = NULL;
-
-        run(&out, "openssl", "x509", "-noout", "-in", cert, what, arg, NULL);
-        return out;
-}
-
-static int verify(const char *cafile, const char *purpose, const char *cert)
-{
-        return run(NULL, "openssl", "verify", "-x509_strict", "-purpose", purpose, "-CAfile",
-                   cafile, cert, NULL);
-}
-
-static int valid_in_days(const char *cert, long days)
-{
-        char secs[32];
-
-        snprintf(secs, sizeof(secs), "%ld", days * 86400);
-        return run(NULL, "openssl", "x509", "-noout", "-in", cert, "-checkend", secs, NULL);
-}
-
-static bool key_matches(const char *cert, const char *key, const char *passin)
-{
-        _cleanup_free_ char *a = NULL, *b = NULL;
-        int ra = run(&a, "openssl", "x509", "-noout", "-pubkey", "-in", cert, NULL);
-        int rb = run(&b, "openssl", "pkey", "-pubout", "-in", key, "-passin",
-                     passin ? passin : "pass:", NULL);
-
-        return ra == 0 && rb == 0 && strstr(a, "BEGIN PUBLIC KEY") && strcmp(a, b) == 0;
-}
-
-static char *openssl_serial(const char *cert)
-{
-        _cleanup_free_ char *out = x509(cert, "-serial", NULL);
-        char *p = out ? strstr(out, "serial=") : NULL;
-
-        if (!p)
-                return strdup("(none)");
-        p += strlen("serial=");
-        p[strcspn(p, "\r\n")] = '\0';
-        return strdup(p);
-}
-
-static void copy_file(const char *from, const char *to)
-{
-        _cleanup_free_ char *data = tap_read_file(from, NULL);
-
-        if (!data || tap_write_file(to, data) < 0)
-                tap_bail("cannot copy %s to %s", from, to);
 }
 
 static void test_help(const struct ctx *c)
@@ -144,7 +51,7 @@ static void test_help(const struct ctx *c)
         contains(out, "issue DIR", "  issue");
         contains(out, "show DIR", "  and show");
         for (size_t i = 0; i < VG_ARRAY_SIZE(verbs); i++) {
-                _cleanup_free_ char *want = pathf("Usage: vigil ca %s DIR", verbs[i]);
+                _cleanup_free_ char *want = tap_strf("Usage: vigil ca %s DIR", verbs[i]);
 
                 free(out);
                 is_int(vigil(c, &out, "ca", verbs[i], "--help", NULL), 0,
@@ -162,8 +69,8 @@ static void test_help(const struct ctx *c)
  * side effects. */
 static void test_usage_errors(const struct ctx *c)
 {
-        _cleanup_free_ char *d = pathf("%s/never", c->base);
-        _cleanup_free_ char *d2 = pathf("%s/never2", c->base);
+        _cleanup_free_ char *d = tap_strf("%s/never", c->base);
+        _cleanup_free_ char *d2 = tap_strf("%s/never2", c->base);
         const struct {
                 const char *argv[10];
                 const char *want, *hint;
@@ -266,41 +173,43 @@ static void test_init(const struct ctx *c, const char *dir)
                 { "server-private.pem", 0600 }, { "client-cert.crt", 0644 },
                 { "client-private.pem", 0600 },
         };
-        _cleanup_free_ char *ca = pathf("%s/cacert.crt", dir);
-        _cleanup_free_ char *crl = pathf("%s/cacrl.pem", dir);
-        _cleanup_free_ char *srv = pathf("%s/server-cert.crt", dir);
-        _cleanup_free_ char *srv_key = pathf("%s/server-private.pem", dir);
-        _cleanup_free_ char *cli = pathf("%s/client-cert.crt", dir);
-        _cleanup_free_ char *cli_key = pathf("%s/client-private.pem", dir);
+        _cleanup_free_ char *ca = tap_strf("%s/cacert.crt", dir);
+        _cleanup_free_ char *crl = tap_strf("%s/cacrl.pem", dir);
+        _cleanup_free_ char *srv = tap_strf("%s/server-cert.crt", dir);
+        _cleanup_free_ char *srv_key = tap_strf("%s/server-private.pem", dir);
+        _cleanup_free_ char *cli = tap_strf("%s/client-cert.crt", dir);
+        _cleanup_free_ char *cli_key = tap_strf("%s/client-private.pem", dir);
         _cleanup_free_ char *out = NULL, *before = NULL, *after = NULL, *ext = NULL;
 
         is_int(vigil(c, &out, "ca", "init", dir, "--key-type", "ec:P-256", NULL), 0,
                "vigil ca init DIR --key-type ec:P-256 exits 0");
         contains(out, "Created a CA in", "  and says what it did");
         contains(out, "server-cert.crt", "  listing the files");
-        is_int(file_mode(dir), 0700, "DIR is created 0700");
+        is_int(tap_file_mode(dir), 0700, "DIR is created 0700");
         for (size_t i = 0; i < VG_ARRAY_SIZE(files); i++) {
-                _cleanup_free_ char *f = pathf("%s/%s", dir, files[i].name);
+                _cleanup_free_ char *f = tap_strf("%s/%s", dir, files[i].name);
 
-                is_int(file_mode(f), files[i].mode, "DIR/%s has mode %04o", files[i].name,
+                is_int(tap_file_mode(f), files[i].mode, "DIR/%s has mode %04o", files[i].name,
                        files[i].mode);
         }
 
-        is_int(verify(ca, "sslserver", srv), 0, "openssl verify -purpose sslserver: server ok");
-        is_int(verify(ca, "sslclient", cli), 0, "openssl verify -purpose sslclient: client ok");
-        ok(verify(ca, "sslserver", cli) != 0, "the client certificate is no server's");
-        ok(verify(ca, "sslclient", srv) != 0, "the server certificate is no client's");
-        is_int(
-            run(NULL, "openssl", "verify", "-crl_check", "-CRLfile", crl, "-CAfile", ca, cli, NULL),
-            0, "openssl verify -crl_check with DIR/cacrl.pem: client ok");
-        ok(key_matches(srv, srv_key, NULL), "server-private.pem matches server-cert.crt");
-        ok(key_matches(cli, cli_key, NULL), "client-private.pem matches client-cert.crt");
-        ext = x509(srv, "-ext", "subjectAltName,extendedKeyUsage");
+        is_int(ossl_verify(ca, "sslserver", srv), 0,
+               "openssl verify -purpose sslserver: server ok");
+        is_int(ossl_verify(ca, "sslclient", cli), 0,
+               "openssl verify -purpose sslclient: client ok");
+        ok(ossl_verify(ca, "sslserver", cli) != 0, "the client certificate is no server's");
+        ok(ossl_verify(ca, "sslclient", srv) != 0, "the server certificate is no client's");
+        is_int(tap_runl(NULL, "openssl", "verify", "-crl_check", "-CRLfile", crl, "-CAfile", ca,
+                        cli, NULL),
+               0, "openssl verify -crl_check with DIR/cacrl.pem: client ok");
+        ok(ossl_key_matches(srv, srv_key, NULL), "server-private.pem matches server-cert.crt");
+        ok(ossl_key_matches(cli, cli_key, NULL), "client-private.pem matches client-cert.crt");
+        ext = ossl_x509(srv, "-ext", "subjectAltName,extendedKeyUsage");
         contains(ext, "TLS Web Server Authentication", "server: EKU serverAuth");
         contains(ext, "IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, DNS:localhost",
                  "server: the default SANs");
         free(ext);
-        ext = x509(cli, "-ext", "extendedKeyUsage");
+        ext = ossl_x509(cli, "-ext", "extendedKeyUsage");
         contains(ext, "TLS Web Client Authentication", "client: EKU clientAuth (Keylime 7.14)");
 
         before = tap_read_file(ca, NULL);
@@ -315,12 +224,12 @@ static void test_init(const struct ctx *c, const char *dir)
 
 static void test_init_options(const struct ctx *c)
 {
-        _cleanup_free_ char *d1 = pathf("%s/opts", c->base);
-        _cleanup_free_ char *ca1 = pathf("%s/cacert.crt", d1);
-        _cleanup_free_ char *srv1 = pathf("%s/server-cert.crt", d1);
-        _cleanup_free_ char *d2 = pathf("%s/rsa", c->base);
-        _cleanup_free_ char *ca2 = pathf("%s/cacert.crt", d2);
-        _cleanup_free_ char *srv2 = pathf("%s/server-cert.crt", d2);
+        _cleanup_free_ char *d1 = tap_strf("%s/opts", c->base);
+        _cleanup_free_ char *ca1 = tap_strf("%s/cacert.crt", d1);
+        _cleanup_free_ char *srv1 = tap_strf("%s/server-cert.crt", d1);
+        _cleanup_free_ char *d2 = tap_strf("%s/rsa", c->base);
+        _cleanup_free_ char *ca2 = tap_strf("%s/cacert.crt", d2);
+        _cleanup_free_ char *srv2 = tap_strf("%s/server-cert.crt", d2);
         _cleanup_free_ char *out = NULL, *ext = NULL, *text = NULL, *before = NULL;
         _cleanup_free_ char *after = NULL;
 
@@ -328,20 +237,20 @@ static void test_init_options(const struct ctx *c)
                      "--days", "100", "--cert-days", "50", "--san", "IP:192.0.2.1", "--san",
                      "DNS:verifier.example,DNS:alt.example", NULL),
                0, "ca init with --cn, --days, --cert-days and --san exits 0");
-        ext = x509(srv1, "-ext", "subjectAltName");
+        ext = ossl_x509(srv1, "-ext", "subjectAltName");
         contains(ext, "IP Address:192.0.2.1, DNS:verifier.example, DNS:alt.example",
                  "the server has exactly the SANs given");
         ok(ext && !strstr(ext, "localhost"), "  instead of the defaults");
-        text = x509(ca1, "-subject", NULL);
+        text = ossl_x509(ca1, "-subject", NULL);
         contains(text, "CN = Example Org CA", "the CA has the --cn given");
         free(text);
-        text = x509(srv1, "-text", NULL);
+        text = ossl_x509(srv1, "-text", NULL);
         contains(text, "NIST CURVE: P-384", "--key-type=ec:P-384 applies to the certificates");
         contains(text, "ecdsa-with-SHA384", "  and a P-384 CA signs with SHA-384");
-        is_int(valid_in_days(ca1, 99), 0, "the CA lives --days 100");
-        ok(valid_in_days(ca1, 101) != 0, "  and no longer");
-        is_int(valid_in_days(srv1, 49), 0, "the server lives --cert-days 50");
-        ok(valid_in_days(srv1, 51) != 0, "  and no longer");
+        is_int(ossl_valid_in_days(ca1, 99), 0, "the CA lives --days 100");
+        ok(ossl_valid_in_days(ca1, 101) != 0, "  and no longer");
+        is_int(ossl_valid_in_days(srv1, 49), 0, "the server lives --cert-days 50");
+        ok(ossl_valid_in_days(srv1, 51) != 0, "  and no longer");
 
         before = tap_read_file(ca1, NULL);
         free(out);
@@ -349,33 +258,33 @@ static void test_init_options(const struct ctx *c)
                "ca init --force replaces an existing CA");
         after = tap_read_file(ca1, NULL);
         ok(before && after && strcmp(before, after), "  cacert.crt is a new one");
-        is_int(verify(ca1, "sslserver", srv1), 0, "  and the new server certificate verifies");
+        is_int(ossl_verify(ca1, "sslserver", srv1), 0, "  and the new server certificate verifies");
 
         /* Keylime's default: RSA-2048, CA 3650 days, certificates 365 days. */
         free(out);
         is_int(vigil(c, &out, "ca", "init", d2, NULL), 0, "ca init with the defaults exits 0");
         free(text);
-        text = x509(ca2, "-text", NULL);
+        text = ossl_x509(ca2, "-text", NULL);
         contains(text, "Public-Key: (2048 bit)", "the default CA key is RSA-2048");
         free(text);
-        text = x509(srv2, "-text", NULL);
+        text = ossl_x509(srv2, "-text", NULL);
         contains(text, "Public-Key: (2048 bit)", "the default server key is RSA-2048");
-        is_int(valid_in_days(ca2, 3649), 0, "the default CA lives 3650 days");
-        ok(valid_in_days(ca2, 3651) != 0, "  and no longer");
-        is_int(valid_in_days(srv2, 364), 0, "the default server certificate lives 365 days");
-        ok(valid_in_days(srv2, 366) != 0, "  and no longer");
-        is_int(verify(ca2, "sslserver", srv2), 0, "openssl verify accepts the RSA server");
+        is_int(ossl_valid_in_days(ca2, 3649), 0, "the default CA lives 3650 days");
+        ok(ossl_valid_in_days(ca2, 3651) != 0, "  and no longer");
+        is_int(ossl_valid_in_days(srv2, 364), 0, "the default server certificate lives 365 days");
+        ok(ossl_valid_in_days(srv2, 366) != 0, "  and no longer");
+        is_int(ossl_verify(ca2, "sslserver", srv2), 0, "openssl verify accepts the RSA server");
 }
 
 static void test_issue(const struct ctx *c, const char *dir)
 {
-        _cleanup_free_ char *ca = pathf("%s/cacert.crt", dir);
-        _cleanup_free_ char *agent = pathf("%s/agent-cert.crt", dir);
-        _cleanup_free_ char *agent_key = pathf("%s/agent-private.pem", dir);
-        _cleanup_free_ char *admin_dir = pathf("%s/admin", dir);
-        _cleanup_free_ char *admin = pathf("%s/admin/admin-cert.crt", dir);
-        _cleanup_free_ char *admin_key = pathf("%s/admin/admin-private.pem", dir);
-        _cleanup_free_ char *big = pathf("%s/big-cert.crt", dir);
+        _cleanup_free_ char *ca = tap_strf("%s/cacert.crt", dir);
+        _cleanup_free_ char *agent = tap_strf("%s/agent-cert.crt", dir);
+        _cleanup_free_ char *agent_key = tap_strf("%s/agent-private.pem", dir);
+        _cleanup_free_ char *admin_dir = tap_strf("%s/admin", dir);
+        _cleanup_free_ char *admin = tap_strf("%s/admin/admin-cert.crt", dir);
+        _cleanup_free_ char *admin_key = tap_strf("%s/admin/admin-private.pem", dir);
+        _cleanup_free_ char *big = tap_strf("%s/big-cert.crt", dir);
         _cleanup_free_ char *out = NULL, *ext = NULL, *s1 = NULL, *s2 = NULL, *text = NULL;
 
         is_int(vigil(c, &out, "ca", "issue", dir, "--name", "agent", "--server", "--san",
@@ -383,27 +292,29 @@ static void test_issue(const struct ctx *c, const char *dir)
                0, "ca issue --server exits 0");
         contains(out, "agent-cert.crt", "  and names the certificate");
         contains(out, "IP:192.0.2.7, DNS:agent.example", "  and its SANs");
-        is_int(verify(ca, "sslserver", agent), 0, "openssl verify -purpose sslserver accepts it");
-        ext = x509(agent, "-ext", "subjectAltName");
+        is_int(ossl_verify(ca, "sslserver", agent), 0,
+               "openssl verify -purpose sslserver accepts it");
+        ext = ossl_x509(agent, "-ext", "subjectAltName");
         contains(ext, "IP Address:192.0.2.7, DNS:agent.example", "it has the SANs asked for");
-        is_int(valid_in_days(agent, 9), 0, "it lives the 10 days asked for");
-        ok(valid_in_days(agent, 11) != 0, "  and no longer");
-        ok(key_matches(agent, agent_key, NULL), "agent-private.pem is its key");
-        is_int(file_mode(agent_key), 0600, "  and is 0600");
-        is_int(file_mode(agent), 0644, "the certificate is 0644");
+        is_int(ossl_valid_in_days(agent, 9), 0, "it lives the 10 days asked for");
+        ok(ossl_valid_in_days(agent, 11) != 0, "  and no longer");
+        ok(ossl_key_matches(agent, agent_key, NULL), "agent-private.pem is its key");
+        is_int(tap_file_mode(agent_key), 0600, "  and is 0600");
+        is_int(tap_file_mode(agent), 0644, "the certificate is 0644");
 
         free(out);
         is_int(vigil(c, &out, "ca", "issue", dir, "--name", "admin", "--client", "--out-dir",
                      admin_dir, NULL),
                0, "ca issue --client --out-dir exits 0");
-        is_int(verify(ca, "sslclient", admin), 0, "openssl verify -purpose sslclient accepts it");
-        ok(verify(ca, "sslserver", admin) != 0, "  but not as a server");
-        ok(key_matches(admin, admin_key, NULL), "  with its key, in --out-dir");
+        is_int(ossl_verify(ca, "sslclient", admin), 0,
+               "openssl verify -purpose sslclient accepts it");
+        ok(ossl_verify(ca, "sslserver", admin) != 0, "  but not as a server");
+        ok(ossl_key_matches(admin, admin_key, NULL), "  with its key, in --out-dir");
         free(ext);
-        ext = x509(admin, "-subject", NULL);
+        ext = ossl_x509(admin, "-subject", NULL);
         contains(ext, "CN = admin", "the common name defaults to --name");
 
-        s1 = openssl_serial(admin);
+        s1 = ossl_serial(admin);
         free(out);
         is_int(vigil(c, &out, "ca", "issue", dir, "--name", "admin", "--client", "--out-dir",
                      admin_dir, NULL),
@@ -414,31 +325,31 @@ static void test_issue(const struct ctx *c, const char *dir)
         is_int(vigil(c, &out, "ca", "issue", dir, "--name", "admin", "--client", "--out-dir",
                      admin_dir, "--force", NULL),
                0, "with --force it is replaced");
-        s2 = openssl_serial(admin);
+        s2 = ossl_serial(admin);
         ok(strcmp(s1, s2) != 0, "  by a certificate with a new serial");
 
         free(out);
         is_int(vigil(c, &out, "ca", "issue", dir, "--name", "big", "--server", "--key-type",
                      "rsa:3072", "--cn", "big.example", NULL),
                0, "ca issue --key-type rsa:3072 --cn big.example exits 0");
-        text = x509(big, "-text", NULL);
+        text = ossl_x509(big, "-text", NULL);
         contains(text, "Public-Key: (3072 bit)", "  the key is RSA-3072");
         contains(text, "Subject: CN = big.example", "  the subject is the --cn given");
         contains(text, "DNS:localhost", "  with the default server SANs");
-        is_int(verify(ca, "sslserver", big), 0, "  and an EC CA's signature verifies");
+        is_int(ossl_verify(ca, "sslserver", big), 0, "  and an EC CA's signature verifies");
 }
 
 static void test_show(const struct ctx *c, const char *dir, const char *other)
 {
-        _cleanup_free_ char *srv = pathf("%s/server-cert.crt", dir);
-        _cleanup_free_ char *from = pathf("%s/server-cert.crt", other);
-        _cleanup_free_ char *to = pathf("%s/stranger-cert.crt", dir);
-        _cleanup_free_ char *out = NULL, *serial = openssl_serial(srv);
-        _cleanup_free_ char *want_ca = pathf("ca: %s/cacert.crt", dir);
-        _cleanup_free_ char *want_srv = pathf("server: %s/server-cert.crt", dir);
-        _cleanup_free_ char *want_serial = pathf("serial    %s", serial);
+        _cleanup_free_ char *srv = tap_strf("%s/server-cert.crt", dir);
+        _cleanup_free_ char *from = tap_strf("%s/server-cert.crt", other);
+        _cleanup_free_ char *to = tap_strf("%s/stranger-cert.crt", dir);
+        _cleanup_free_ char *out = NULL, *serial = ossl_serial(srv);
+        _cleanup_free_ char *want_ca = tap_strf("ca: %s/cacert.crt", dir);
+        _cleanup_free_ char *want_srv = tap_strf("server: %s/server-cert.crt", dir);
+        _cleanup_free_ char *want_serial = tap_strf("serial    %s", serial);
 
-        copy_file(from, to);
+        tap_copy_file(from, to);
         is_int(vigil(c, &out, "ca", "show", dir, NULL), 0, "ca show DIR exits 0");
         contains(out, want_ca, "  shows the CA");
         contains(out, "subject   CN=vigil CA", "  with its subject");
@@ -457,13 +368,13 @@ static void test_show(const struct ctx *c, const char *dir, const char *other)
 
 static void test_bad_dirs(const struct ctx *c, const char *other)
 {
-        _cleanup_free_ char *missing = pathf("%s/missing", c->base);
-        _cleanup_free_ char *deep = pathf("%s/no/such/dir", c->base);
-        _cleanup_free_ char *empty = pathf("%s/empty", c->base);
-        _cleanup_free_ char *file = pathf("%s/a-file", c->base);
-        _cleanup_free_ char *mixed = pathf("%s/mixed", c->base);
-        _cleanup_free_ char *from = pathf("%s/ca-private.pem", other);
-        _cleanup_free_ char *to = pathf("%s/ca-private.pem", mixed);
+        _cleanup_free_ char *missing = tap_strf("%s/missing", c->base);
+        _cleanup_free_ char *deep = tap_strf("%s/no/such/dir", c->base);
+        _cleanup_free_ char *empty = tap_strf("%s/empty", c->base);
+        _cleanup_free_ char *file = tap_strf("%s/a-file", c->base);
+        _cleanup_free_ char *mixed = tap_strf("%s/mixed", c->base);
+        _cleanup_free_ char *from = tap_strf("%s/ca-private.pem", other);
+        _cleanup_free_ char *to = tap_strf("%s/ca-private.pem", mixed);
         _cleanup_free_ char *out = NULL;
 
         mkdir(empty, 0700);
@@ -491,7 +402,7 @@ static void test_bad_dirs(const struct ctx *c, const char *other)
         free(out);
         is_int(vigil(c, &out, "ca", "init", mixed, "--key-type", "ec", NULL), 0,
                "(a CA whose key gets swapped)");
-        copy_file(from, to);
+        tap_copy_file(from, to);
         free(out);
         is_int(vigil(c, &out, "ca", "issue", mixed, "--name", "x", "--client", NULL), 1,
                "ca issue with another CA's key exits 1");
@@ -500,15 +411,15 @@ static void test_bad_dirs(const struct ctx *c, const char *other)
 
 static void test_password(const struct ctx *c)
 {
-        _cleanup_free_ char *dir = pathf("%s/secret", c->base);
-        _cleanup_free_ char *pw = pathf("%s/pw", c->base);
-        _cleanup_free_ char *empty_pw = pathf("%s/empty-pw", c->base);
-        _cleanup_free_ char *missing = pathf("%s/missing-pw", c->base);
-        _cleanup_free_ char *passin = pathf("file:%s", pw);
-        _cleanup_free_ char *key = pathf("%s/server-private.pem", dir);
-        _cleanup_free_ char *cert = pathf("%s/server-cert.crt", dir);
-        _cleanup_free_ char *n_key = pathf("%s/n-private.pem", dir);
-        _cleanup_free_ char *n_cert = pathf("%s/n-cert.crt", dir);
+        _cleanup_free_ char *dir = tap_strf("%s/secret", c->base);
+        _cleanup_free_ char *pw = tap_strf("%s/pw", c->base);
+        _cleanup_free_ char *empty_pw = tap_strf("%s/empty-pw", c->base);
+        _cleanup_free_ char *missing = tap_strf("%s/missing-pw", c->base);
+        _cleanup_free_ char *passin = tap_strf("file:%s", pw);
+        _cleanup_free_ char *key = tap_strf("%s/server-private.pem", dir);
+        _cleanup_free_ char *cert = tap_strf("%s/server-cert.crt", dir);
+        _cleanup_free_ char *n_key = tap_strf("%s/n-private.pem", dir);
+        _cleanup_free_ char *n_cert = tap_strf("%s/n-cert.crt", dir);
         _cleanup_free_ char *out = NULL, *pem = NULL;
 
         tap_write_file(pw, "hunter2\n");
@@ -517,8 +428,8 @@ static void test_password(const struct ctx *c)
                0, "ca init --password-file exits 0");
         pem = tap_read_file(key, NULL);
         contains(pem, "BEGIN ENCRYPTED PRIVATE KEY", "  the keys are encrypted");
-        ok(key_matches(cert, key, passin), "  openssl opens them with the password");
-        ok(!key_matches(cert, key, "pass:wrong"), "  and not without it");
+        ok(ossl_key_matches(cert, key, passin), "  openssl opens them with the password");
+        ok(!ossl_key_matches(cert, key, "pass:wrong"), "  and not without it");
         free(out);
         is_int(vigil(c, &out, "ca", "issue", dir, "--name", "n", "--client", NULL), 1,
                "ca issue without the password exits 1");
@@ -528,7 +439,7 @@ static void test_password(const struct ctx *c)
         is_int(vigil(c, &out, "ca", "issue", dir, "--name", "n", "--client", "--password-file", pw,
                      NULL),
                0, "ca issue --password-file exits 0");
-        ok(key_matches(n_cert, n_key, passin), "  and its new key is encrypted the same way");
+        ok(ossl_key_matches(n_cert, n_key, passin), "  and its new key is encrypted the same way");
         free(out);
         is_int(vigil(c, &out, "ca", "issue", dir, "--name", "m", "--client", "--password-file",
                      missing, NULL),
@@ -551,16 +462,16 @@ struct server {
 
 static bool start_server(const struct ctx *c, const char *dir, const char *ca_dir, struct server *s)
 {
-        _cleanup_free_ char *cafile = pathf("%s/cacert.crt", ca_dir);
-        _cleanup_free_ char *cert = pathf("%s/server-cert.crt", dir);
-        _cleanup_free_ char *key = pathf("%s/server-private.pem", dir);
+        _cleanup_free_ char *cafile = tap_strf("%s/cacert.crt", ca_dir);
+        _cleanup_free_ char *cert = tap_strf("%s/server-cert.crt", dir);
+        _cleanup_free_ char *key = tap_strf("%s/server-private.pem", dir);
         _cleanup_free_ char *log = NULL;
         char accept[64];
         int pfd[2];
 
         /* One log per server: a reused file could still show the last server's ACCEPT. */
         s->port = tap_free_port();
-        log = pathf("%s/s_server-%d.log", c->base, s->port);
+        log = tap_strf("%s/s_server-%d.log", c->base, s->port);
         snprintf(accept, sizeof(accept), "127.0.0.1:%d", s->port);
         if (s->port < 0 || pipe2(pfd, O_CLOEXEC) < 0)
                 return false;
@@ -616,8 +527,8 @@ static void stop_server(struct server *s)
 static int s_client(const struct ctx *c, const struct server *s, const char *ca_dir,
                     const char *cert, const char *key, char **out)
 {
-        _cleanup_free_ char *cafile = pathf("%s/cacert.crt", ca_dir);
-        _cleanup_free_ char *req = pathf("%s/request", c->base);
+        _cleanup_free_ char *cafile = tap_strf("%s/cacert.crt", ca_dir);
+        _cleanup_free_ char *req = tap_strf("%s/request", c->base);
         char connect[64];
         const char *argv[MAX_ARGS] = {
                 "timeout",          "20",        "openssl",
@@ -641,14 +552,14 @@ static int s_client(const struct ctx *c, const struct server *s, const char *ca_
 
 static void test_mtls(const struct ctx *c, const char *dir, const char *other)
 {
-        _cleanup_free_ char *cli = pathf("%s/client-cert.crt", dir);
-        _cleanup_free_ char *cli_key = pathf("%s/client-private.pem", dir);
-        _cleanup_free_ char *admin = pathf("%s/admin/admin-cert.crt", dir);
-        _cleanup_free_ char *admin_key = pathf("%s/admin/admin-private.pem", dir);
-        _cleanup_free_ char *srv = pathf("%s/server-cert.crt", dir);
-        _cleanup_free_ char *srv_key = pathf("%s/server-private.pem", dir);
-        _cleanup_free_ char *o_cli = pathf("%s/client-cert.crt", other);
-        _cleanup_free_ char *o_cli_key = pathf("%s/client-private.pem", other);
+        _cleanup_free_ char *cli = tap_strf("%s/client-cert.crt", dir);
+        _cleanup_free_ char *cli_key = tap_strf("%s/client-private.pem", dir);
+        _cleanup_free_ char *admin = tap_strf("%s/admin/admin-cert.crt", dir);
+        _cleanup_free_ char *admin_key = tap_strf("%s/admin/admin-private.pem", dir);
+        _cleanup_free_ char *srv = tap_strf("%s/server-cert.crt", dir);
+        _cleanup_free_ char *srv_key = tap_strf("%s/server-private.pem", dir);
+        _cleanup_free_ char *o_cli = tap_strf("%s/client-cert.crt", other);
+        _cleanup_free_ char *o_cli_key = tap_strf("%s/client-private.pem", other);
         _cleanup_free_ char *out = NULL;
         struct server s = { .pid = -1, .stdin_fd = -1 };
 
@@ -694,8 +605,8 @@ int main(void)
 {
         _cleanup_free_ char *base = tap_tmpdir();
         struct ctx c = { .cli = getenv("VIGIL_CLI"), .base = base };
-        _cleanup_free_ char *dir = pathf("%s/cv_ca", base);
-        _cleanup_free_ char *other = pathf("%s/other_ca", base);
+        _cleanup_free_ char *dir = tap_strf("%s/cv_ca", base);
+        _cleanup_free_ char *other = tap_strf("%s/other_ca", base);
         _cleanup_free_ char *out = NULL;
 
         if (!c.cli)

@@ -332,6 +332,56 @@ int tap_run(char *const argv[], char **output)
         return tap_run_input(argv, NULL, output);
 }
 
+int tap_runv(char **output, const char *arg0, va_list ap)
+{
+        const char *argv[32] = { arg0 };
+        size_t n = 1;
+
+        while (n < 31 && (argv[n] = va_arg(ap, const char *)))
+                n++;
+        argv[n] = NULL;
+        return tap_run_input((char *const *)argv, NULL, output);
+}
+
+int tap_runl(char **output, const char *arg0, ...)
+{
+        va_list ap;
+        int r;
+
+        va_start(ap, arg0);
+        r = tap_runv(output, arg0, ap);
+        va_end(ap);
+        return r;
+}
+
+char *tap_strf(const char *fmt, ...)
+{
+        char *p;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&p, fmt, ap) < 0)
+                tap_bail("out of memory");
+        va_end(ap);
+        return p;
+}
+
+int tap_file_mode(const char *path)
+{
+        struct stat st;
+
+        return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+void tap_copy_file(const char *from, const char *to)
+{
+        char *data = tap_read_file(from, NULL);
+
+        if (!data || tap_write_file(to, data) < 0)
+                tap_bail("cannot copy %s to %s", from, to);
+        free(data);
+}
+
 int tap_free_port(void)
 {
         struct sockaddr_in sa = { .sin_family = AF_INET,

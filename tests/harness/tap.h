@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdint.h>
 
 void tap_plan(int n);
@@ -48,5 +49,14 @@ int tap_write_file(const char *path, const char *content);
 int tap_run(char *const argv[], char **output);
 /* The same with stdin read from in_path (tap_run gives /dev/null). */
 int tap_run_input(char *const argv[], const char *in_path, char **output);
+/* The same with the command as a NULL-terminated list of arguments after arg0 (at most 31). */
+int tap_runl(char **output, const char *arg0, ...) __attribute__((sentinel));
+int tap_runv(char **output, const char *arg0, va_list ap);
+/* A new string, printf-style; bails out when out of memory. */
+char *tap_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The permission bits of path, or -1. */
+int tap_file_mode(const char *path);
+/* Copy a text file; bails out on failure. */
+void tap_copy_file(const char *from, const char *to);
 /* A free TCP port on 127.0.0.1 (bound and released; good enough for tests). */
 int tap_free_port(void);
