@@ -304,8 +304,11 @@ static SSL_CTX *client_ctx(const char *pinned_pem, const char *ca_dir)
         return ctx;
 }
 
-/* GET https://127.0.0.1:port<target>; status and the JSON "results" (new ref) or -1. */
-static int get(int port, SSL_CTX *tls, const char *target, json_t **results, char **status)
+/* METHOD http(s)://127.0.0.1:port<target> with an optional JSON body: the HTTP status (or -1
+ * when the request failed), the reply's "results" (new ref) and its "status" text (or why the
+ * request failed). */
+static int request(const char *method, int port, SSL_CTX *tls, const char *target, json_t *body,
+                   json_t **results, char **status)
 {
         char url[1024];
         struct vg_http_response *resp = NULL;
@@ -313,7 +316,9 @@ static int get(int port, SSL_CTX *tls, const char *target, json_t **results, cha
         struct vg_http_client_config cc = { .timeout_ms = 10000 };
 
         snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", tls ? "https" : "http", port, target);
-        struct vg_http_client_request req = { .url = url, .tls = tls };
+        struct vg_http_client_request req = {
+                .method = method, .url = url, .json = body, .tls = tls
+        };
         if (results)
                 *results = NULL;
         if (status)
@@ -332,6 +337,16 @@ static int get(int port, SSL_CTX *tls, const char *target, json_t **results, cha
         json_decref(j);
         vg_http_response_free(resp);
         return code;
+}
+
+static int get(int port, SSL_CTX *tls, const char *target, json_t **results, char **status)
+{
+        return request("GET", port, tls, target, NULL, results, status);
+}
+
+static int post(int port, SSL_CTX *tls, const char *target, json_t *body, char **status)
+{
+        return request("POST", port, tls, target, body, NULL, status);
 }
 
 static bool wait_until_up(int port, SSL_CTX *tls, double secs)
@@ -465,34 +480,6 @@ static void base_env(struct ctx *c, struct env *e, const char *data_dir, int reg
         env_add(e, "VIGIL_AGENT_REGISTRAR_PORT=%d", registrar_port);
         env_add(e, "VIGIL_AGENT_IMA_ML_PATH=%s", c->ima_path);
         env_add(e, "VIGIL_AGENT_MEASUREDBOOT_ML_PATH=%s", c->mb_path);
-}
-
-/* POST JSON to https://127.0.0.1:port<target>; the status, and the reply's "status" text. */
-static int post(int port, SSL_CTX *tls, const char *target, json_t *body, char **status)
-{
-        char url[1024];
-        struct vg_http_response *resp = NULL;
-        struct vg_error err = { 0 };
-        struct vg_http_client_config cc = { .timeout_ms = 10000 };
-
-        snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", port, target);
-        struct vg_http_client_request req = {
-                .method = "POST", .url = url, .json = body, .tls = tls
-        };
-        if (status)
-                *status = NULL;
-        if (vg_http_fetch(&cc, &req, &resp, &err) < 0) {
-                if (status)
-                        *status = strdup(vg_error_str(&err));
-                return -1;
-        }
-        int code = resp->status;
-        json_t *j = vg_http_response_json(resp, NULL);
-        if (status)
-                *status = strdup(j ? json_string_value(json_object_get(j, "status")) ?: "" : "");
-        json_decref(j);
-        vg_http_response_free(resp);
-        return code;
 }
 
 /* Whether path is a tmpfs mount point (from /proc/self/mountinfo). */
