@@ -26,41 +26,6 @@ VG_DEFINE_CLEANUP_FUNC(BIO, BIO_free)
 VG_DEFINE_CLEANUP_FUNC(X509, X509_free)
 VG_DEFINE_CLEANUP_FUNC(FILE, fclose)
 
-int vg_agent_read_file(const char *path, size_t max, char **out, size_t *len)
-{
-        _cleanup_(fclosep) FILE *f = fopen(path, "re");
-        _cleanup_free_ char *buf = NULL;
-        size_t n = 0, cap = 0;
-
-        if (!f)
-                return -errno;
-        for (;;) {
-                if (cap - n < 4096) {
-                        cap = cap ? cap * 2 : 8192;
-                        char *p = realloc(buf, cap + 1);
-                        if (!p)
-                                return -ENOMEM;
-                        buf = p;
-                }
-                size_t got = fread(buf + n, 1, cap - n, f);
-                n += got;
-                if (n > max)
-                        return -EFBIG;
-                if (got == 0) {
-                        if (ferror(f))
-                                return -EIO;
-                        break;
-                }
-        }
-        if (!buf && !(buf = malloc(1)))
-                return -ENOMEM;
-        buf[n] = '\0';
-        *out = TAKE_PTR(buf);
-        if (len)
-                *len = n;
-        return 0;
-}
-
 int vg_agent_read_fd(int fd, size_t max, char **out, size_t *len)
 {
         _cleanup_free_ char *buf = NULL;
@@ -95,6 +60,15 @@ int vg_agent_read_fd(int fd, size_t max, char **out, size_t *len)
         if (len)
                 *len = n;
         return 0;
+}
+
+int vg_agent_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+        if (fd < 0)
+                return -errno;
+        return vg_agent_read_fd(fd, max, out, len);
 }
 
 static char *data_path(const struct vg_agent *a, const char *name)
