@@ -12,6 +12,9 @@ static const struct {
         const char *summary;
 } nouns[] = {
         { "ca", cmd_ca, "create a certificate authority and issue mTLS certificates" },
+        { "tenant", cmd_tenant, "enrol agents with the registrar and verifier (keylime_tenant)" },
+        { "policy", cmd_policy, "create, sign, verify and convert runtime policies" },
+        { "verify", cmd_verify, "verify evidence offline (IMA measurement lists)" },
 };
 
 static void usage(FILE *out)

@@ -1,5 +1,5 @@
-/* vigil-registrar: EK certificate validation. Keylime leaves this to the tenant and checks one
- * level only; here the registrar builds the whole chain to a tpm_cert_store root itself. */
+/* vigil: EK certificate validation, shared by the registrar and the tenant. Keylime leaves this
+ * to the tenant and checks one level only; here the whole chain to a tpm_cert_store root is built. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* vigil-registrar: EK certificate validation against a tpm_cert_store directory: chain building
+/* vigil: EK certificate validation against a tpm_cert_store directory: chain building
  * with OpenSSL to a trusted root, validity dates, and the certified key equal to ek_tpm. */
 #pragma once
 

@@ -1,0 +1,5 @@
+/* vigil-verifier: placeholder, being written. */
+int main(void)
+{
+        return 1;
+}

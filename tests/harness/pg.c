@@ -1,0 +1,1 @@
+/* vigil tests: placeholder, being written. */

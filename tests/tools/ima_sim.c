@@ -1,0 +1,5 @@
+/* vigil-ima-sim: placeholder, being written. */
+int main(void)
+{
+        return 1;
+}
