@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -155,9 +156,13 @@ static void test_fresh_tpm(const char *cache)
                     "a TPM starts with an empty cache (golden state made on the way)"))
                 tap_bail("cannot start swtpm: %s", vg_error_str(&err));
         tap_diag("golden state created and first TPM started in %.0f ms", now_ms() - t0);
-        contains(vg_swtpm_tcti(a), "swtpm:host=127.0.0.1,port=", "TCTI is %s", vg_swtpm_tcti(a));
-        is_int(vg_swtpm_ctrl_port(a), vg_swtpm_server_port(a) + 1,
-               "the control port is the command port + 1, as libtss2's swtpm TCTI requires");
+        contains(vg_swtpm_tcti(a), "swtpm:path=", "TCTI is %s", vg_swtpm_tcti(a));
+        free(out);
+        out = tap_strf("%s.ctrl", vg_swtpm_socket(a));
+        is_str(vg_swtpm_ctrl_socket(a), out,
+               "the control socket is the command socket + .ctrl, as libtss2's swtpm TCTI wants");
+        free(out);
+        out = NULL;
 
         is_int(run(&out, "tpm2_getrandom", "-T", vg_swtpm_tcti(a), "-o", rnd, "16", NULL), 0,
                "tpm2_getrandom talks to it");
@@ -194,8 +199,8 @@ static void test_fresh_tpm(const char *cache)
         ok(ms < 1000, "a fresh TPM starts in under a second (%.1f ms)", ms);
         if (!b)
                 return;
-        ok(vg_swtpm_server_port(a) != vg_swtpm_server_port(b), "on other ports (%d, %d)",
-           vg_swtpm_server_port(a), vg_swtpm_server_port(b));
+        ok(strcmp(vg_swtpm_socket(a), vg_swtpm_socket(b)) != 0, "on other sockets (%s, %s)",
+           vg_swtpm_socket(a), vg_swtpm_socket(b));
         is_int(run(NULL, "tpm2_getrandom", "-T", vg_swtpm_tcti(a), "8", NULL), 0,
                "the first still answers");
         is_int(run(NULL, "tpm2_getrandom", "-T", vg_swtpm_tcti(b), "8", NULL), 0,
@@ -416,11 +421,10 @@ static void test_restart_and_stop(const char *cache)
                    NULL),
                0, "extend PCR 10");
 
-        /* A client (an agent) still connected to the command port while the TPM restarts. */
-        struct sockaddr_in sa = { .sin_family = AF_INET,
-                                  .sin_port = htons((uint16_t)vg_swtpm_server_port(t)),
-                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        /* A client (an agent) still connected to the command channel while the TPM restarts. */
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", vg_swtpm_socket(t));
+        held = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (held < 0 || connect(held, (struct sockaddr *)&sa, sizeof(sa)) < 0)
                 tap_bail("cannot connect to the TPM: %s", strerror(errno));
 
@@ -590,7 +594,7 @@ static void test_swtpm_up(const char *cache)
         pid_s = env_value(out, "VIGIL_SWTPM_PID");
         cert = env_value(out, "VIGIL_SWTPM_EK_CERT");
         ca = env_value(out, "VIGIL_SWTPM_EK_CA");
-        contains(tcti, "swtpm:host=127.0.0.1,port=", "it prints VIGIL_SWTPM_TCTI=%s",
+        contains(tcti, "swtpm:path=", "it prints VIGIL_SWTPM_TCTI=%s",
                  tcti ? tcti : "");
         ok(pid_s && ca && cert, "and VIGIL_SWTPM_PID, VIGIL_SWTPM_EK_CA, VIGIL_SWTPM_EK_CERT");
         pid = pid_s ? atoi(pid_s) : 0;

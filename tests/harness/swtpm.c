@@ -23,6 +23,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +44,13 @@
 #define PID_FILE       "swtpm.pid"
 #define LOG_FILE       "swtpm.log"
 #define SETUP_LOG_FILE "setup.log"
-#define INFO_FILE      "vigil-swtpm.info" /* ports and EK choice, for vg_swtpm_attach() */
+#define INFO_FILE      "vigil-swtpm.info" /* EK choice, for vg_swtpm_attach() */
+/* The command channel, and the control channel beside it under the name libtss2's swtpm TCTI
+ * derives from the TCTI's path= (path + ".ctrl"). Unix sockets, not TCP: that TCTI connects
+ * once per command, and thousands of commands a second over TCP leave thousands of
+ * loopback ports in TIME_WAIT until connect() fails. */
+#define SOCK_FILE   "swtpm.sock"
+#define CTRL_SUFFIX ".ctrl"
 
 /* TCG EK Credential Profile 2.3 section 2.2.1.5 (NV indices) and TCG Provisioning Guidance
  * section 7.8 (persistent handles). */
@@ -55,7 +62,6 @@
 /* Generous: an ASan build on a loaded CI machine. A normal start takes milliseconds. */
 #define START_TIMEOUT_MS 15000
 #define STOP_TIMEOUT_MS  3000
-#define PORT_ATTEMPTS    10
 
 /* swtpm control channel commands (swtpm's tpm_ioctl.h); every field is big-endian. */
 #define CTRL_SHUTDOWN           3u
@@ -67,8 +73,7 @@
 struct vg_swtpm {
         char *dir, *log, *pidfile, *info;
         char *ek_cert, *ca_file, *ca_dir;
-        char tcti[64];
-        int server_port, ctrl_port;
+        char *sock, *ctrl_sock, *tcti; /* sock: the command channel; tcti: swtpm:path=<sock> */
         pid_t pid;
         bool child;   /* pid is our child, so waitpid() reaps it and its pid cannot be reused */
         bool own_dir; /* made by the harness, removed by vg_swtpm_free() */
@@ -406,20 +411,20 @@ static bool wait_gone(struct vg_swtpm *tpm, int ms)
         }
 }
 
-/* ---- sockets: the control channel and the TPM command port ---- */
+/* ---- sockets: the control channel and the TPM command channel ---- */
 
-static int tcp_connect(int port)
+static int unix_connect(const char *path)
 {
-        struct sockaddr_in sa = {
-                .sin_family = AF_INET,
-                .sin_port = htons((uint16_t)port),
-                .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-        };
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
 
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        /* Loopback connect() is answered at once (accepted into the backlog or refused). */
+        /* A unix socket connect() is answered at once (accepted into the backlog or refused). */
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 int e = errno;
                 close(fd);
@@ -498,11 +503,11 @@ static void put_be32(uint8_t *p, uint32_t v)
 }
 
 /* Send a control command and read the 4-byte result every response starts with. */
-static int ctrl_call(int port, uint32_t cmd, const void *body, size_t body_len, int timeout_ms,
-                     int *fd_out)
+static int ctrl_call(const char *sock, uint32_t cmd, const void *body, size_t body_len,
+                     int timeout_ms, int *fd_out)
 {
         long long deadline = now_ms() + timeout_ms;
-        _cleanup_close_ int fd = tcp_connect(port);
+        _cleanup_close_ int fd = unix_connect(sock);
         uint8_t req[64], res[4];
         int r;
 
@@ -527,13 +532,13 @@ static int ctrl_call(int port, uint32_t cmd, const void *body, size_t body_len, 
 
 /* Ready means swtpm's main loop answers and the TPM inside is initialised: the control
  * channel refuses GET_TPMESTABLISHED before that. */
-static bool ctrl_ready(int port)
+static bool ctrl_ready(const char *sock)
 {
-        return ctrl_call(port, CTRL_GET_TPMESTABLISHED, NULL, 0, 1000, NULL) == 0;
+        return ctrl_call(sock, CTRL_GET_TPMESTABLISHED, NULL, 0, 1000, NULL) == 0;
 }
 
 /* The TPM's self-description, the same JSON swtpm_setup feeds to swtpm_localca. */
-static int ctrl_get_info(int port, json_t **out)
+static int ctrl_get_info(const char *sock, json_t **out)
 {
         uint8_t body[16] = { 0 }, hdr[8];
         _cleanup_close_ int fd = -1;
@@ -543,7 +548,7 @@ static int ctrl_get_info(int port, json_t **out)
         int r;
 
         put_be32(body + 4, CTRL_INFO_SPEC | CTRL_INFO_ATTRS); /* a 64-bit flags field */
-        r = ctrl_call(port, CTRL_GET_INFO, body, sizeof(body), 2000, &fd);
+        r = ctrl_call(sock, CTRL_GET_INFO, body, sizeof(body), 2000, &fd);
         if (r < 0)
                 return r;
         r = read_full(fd, hdr, sizeof(hdr), deadline);
@@ -564,53 +569,23 @@ static int ctrl_get_info(int port, json_t **out)
         return *out ? 0 : -EPROTO;
 }
 
-/* TPM2_Shutdown(TPM_SU_CLEAR) (TPM 2.0 Part 3, 9.4) on the command port. Stopping swtpm
+/* TPM2_Shutdown(TPM_SU_CLEAR) (TPM 2.0 Part 3, 9.4) on the command channel. Stopping swtpm
  * without it counts as a disorderly shutdown: libtpms then charges the dictionary-attack
  * counter once DA-protected keys (an AK) were used, and after three restarts quotes fail
  * with TPM_RC_LOCKOUT. Best effort: swtpm serves one connection at a time, so a client
- * that holds the port open (libtss2's TCTI does not; it connects per command) makes this
+ * that holds the channel open (libtss2's TCTI does not; it connects per command) makes this
  * time out and the shutdown disorderly. */
-static void tpm_shutdown_clear(int port)
+static void tpm_shutdown_clear(const char *sock)
 {
         static const uint8_t cmd[] = { 0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x45, 0, 0 };
         long long deadline = now_ms() + 300;
-        _cleanup_close_ int fd = tcp_connect(port);
+        _cleanup_close_ int fd = unix_connect(sock);
         uint8_t res[10];
 
         if (fd < 0)
                 return;
         if (write_all(fd, cmd, sizeof(cmd), deadline) == 0)
                 read_full(fd, res, sizeof(res), deadline);
-}
-
-/* Two free ports N and N+1 on 127.0.0.1: libtss2's swtpm TCTI has no option for the
- * control port and always uses the command port + 1. */
-static int pick_ports(int *server, int *ctrl)
-{
-        for (int attempt = 0; attempt < 50; attempt++) {
-                struct sockaddr_in sa = { .sin_family = AF_INET,
-                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-                socklen_t len = sizeof(sa);
-                _cleanup_close_ int a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                _cleanup_close_ int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                int port;
-
-                if (a < 0 || b < 0)
-                        return -errno;
-                if (bind(a, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-                    getsockname(a, (struct sockaddr *)&sa, &len) < 0)
-                        return -errno;
-                port = ntohs(sa.sin_port);
-                if (port >= 65535)
-                        continue;
-                sa.sin_port = htons((uint16_t)(port + 1));
-                if (bind(b, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                        continue;
-                *server = port;
-                *ctrl = port + 1;
-                return 0;
-        }
-        return -EADDRINUSE;
 }
 
 /* ---- one swtpm process ---- */
@@ -669,13 +644,12 @@ static int read_pidfile(const char *path, pid_t *pid)
         return 0;
 }
 
-/* Spawn swtpm on tpm's ports and wait until it is ready. -EADDRINUSE when it could not bind
- * (the caller picks other ports or retries); any other failure quotes its log. */
+/* Spawn swtpm on tpm's sockets and wait until it is ready; a failure quotes its log. */
 static int spawn_swtpm(struct vg_swtpm *tpm, struct vg_error *err)
 {
         _cleanup_free_ char *state = strf("dir=%s", tpm->dir);
-        _cleanup_free_ char *server = strf("type=tcp,port=%d,bindaddr=127.0.0.1", tpm->server_port);
-        _cleanup_free_ char *ctrl = strf("type=tcp,port=%d,bindaddr=127.0.0.1", tpm->ctrl_port);
+        _cleanup_free_ char *server = strf("type=unixio,path=%s,mode=0600", tpm->sock);
+        _cleanup_free_ char *ctrl = strf("type=unixio,path=%s,mode=0600", tpm->ctrl_sock);
         _cleanup_free_ char *pid = strf("file=%s", tpm->pidfile);
         _cleanup_free_ char *log = strf("file=%s", tpm->log);
         _cleanup_close_ int log_fd = -1;
@@ -723,19 +697,15 @@ static int spawn_swtpm(struct vg_swtpm *tpm, struct vg_error *err)
                 if (w == tpm->pid) {
                         tpm->pid = 0;
                         log_tail(tpm->log, from, tail, sizeof(tail));
-                        if (strstr(tail, "Address already in use"))
-                                return vg_error_set(err, -EADDRINUSE,
-                                                    "swtpm could not bind port %d or %d: %s",
-                                                    tpm->server_port, tpm->ctrl_port, tail);
                         return vg_error_set(
                             err, -EIO, "swtpm for %s exited (%s %d) before it was ready: %s",
                             tpm->dir, WIFEXITED(status) ? "status" : "signal",
                             WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), tail);
                 }
-                /* swtpm writes its pid file after binding both ports, so a listener on them
-                 * is this process and not another test's TPM that got there first. */
+                /* swtpm writes its pid file after binding both sockets, so a listener on them
+                 * is this process and not one that served the directory before. */
                 if (read_pidfile(tpm->pidfile, &written) == 0 && written == tpm->pid &&
-                    ctrl_ready(tpm->ctrl_port))
+                    ctrl_ready(tpm->ctrl_sock))
                         return 0;
                 if (now_ms() > deadline)
                         break;
@@ -747,43 +717,27 @@ static int spawn_swtpm(struct vg_swtpm *tpm, struct vg_error *err)
         tpm->pid = 0;
         log_tail(tpm->log, from, tail, sizeof(tail));
         return vg_error_set(err, -ETIMEDOUT,
-                            "swtpm for %s did not answer on control port %d within %d s: %s",
-                            tpm->dir, tpm->ctrl_port, START_TIMEOUT_MS / 1000, tail);
+                            "swtpm for %s did not answer on its control socket %s within %d s: "
+                            "%s",
+                            tpm->dir, tpm->ctrl_sock, START_TIMEOUT_MS / 1000, tail);
 }
 
 static int write_info(const struct vg_swtpm *tpm)
 {
         _cleanup_free_ char *s =
-            strf("server_port=%d\nctrl_port=%d\nek=%s\n", tpm->server_port, tpm->ctrl_port,
-                 tpm->ek == VG_SWTPM_EK_ECC_P256 ? "ecc-p256" : "rsa2048");
+            strf("ek=%s\n", tpm->ek == VG_SWTPM_EK_ECC_P256 ? "ecc-p256" : "rsa2048");
 
         return s ? write_file_atomic(tpm->info, s, 0644) : -ENOMEM;
 }
 
-/* Start the process: on new ports (retrying when another process takes them between our
- * probe and swtpm's bind), or on the same ones for a restart (retrying for three seconds in
- * case some other socket took one in the gap, e.g. as its ephemeral port). */
-static int start_process(struct vg_swtpm *tpm, bool same_ports, struct vg_error *err)
+/* Start the process on the sockets in its directory, write the info file for attach, and
+ * track it unless detached. */
+static int start_process(struct vg_swtpm *tpm, struct vg_error *err)
 {
-        int r = -EADDRINUSE;
+        int r = spawn_swtpm(tpm, err);
 
-        for (int attempt = 0; attempt < (same_ports ? 30 : PORT_ATTEMPTS); attempt++) {
-                if (!same_ports) {
-                        r = pick_ports(&tpm->server_port, &tpm->ctrl_port);
-                        if (r < 0)
-                                return vg_error_set(err, r, "no two free adjacent ports: %s",
-                                                    strerror(-r));
-                } else if (attempt > 0) {
-                        struct timespec ts = { .tv_nsec = 100 * 1000000 };
-                        nanosleep(&ts, NULL);
-                }
-                r = spawn_swtpm(tpm, err);
-                if (r != -EADDRINUSE)
-                        break;
-        }
         if (r < 0)
                 return r;
-        snprintf(tpm->tcti, sizeof(tpm->tcti), "swtpm:host=127.0.0.1,port=%d", tpm->server_port);
         r = write_info(tpm);
         if (r < 0) {
                 vg_swtpm_stop(tpm, NULL);
@@ -839,8 +793,8 @@ int vg_swtpm_stop(struct vg_swtpm *tpm, struct vg_error *err)
         if (!tpm || tpm->pid <= 0)
                 return 0;
         pid = tpm->pid;
-        tpm_shutdown_clear(tpm->server_port);
-        ctrl_call(tpm->ctrl_port, CTRL_SHUTDOWN, NULL, 0, 1000, NULL);
+        tpm_shutdown_clear(tpm->sock);
+        ctrl_call(tpm->ctrl_sock, CTRL_SHUTDOWN, NULL, 0, 1000, NULL);
         if (!wait_gone(tpm, STOP_TIMEOUT_MS)) {
                 signal_tpm(tpm, SIGTERM);
                 if (!wait_gone(tpm, STOP_TIMEOUT_MS)) {
@@ -863,7 +817,7 @@ int vg_swtpm_restart(struct vg_swtpm *tpm, struct vg_error *err)
 
         if (r < 0)
                 return r;
-        return start_process(tpm, true, err);
+        return start_process(tpm, err);
 }
 
 void vg_swtpm_free(struct vg_swtpm *tpm)
@@ -883,6 +837,9 @@ void vg_swtpm_free(struct vg_swtpm *tpm)
         free(tpm->ek_cert);
         free(tpm->ca_file);
         free(tpm->ca_dir);
+        free(tpm->sock);
+        free(tpm->ctrl_sock);
+        free(tpm->tcti);
         free(tpm);
 }
 
@@ -907,9 +864,18 @@ static int tpm_new(const char *dir, enum vg_swtpm_ek ek, struct vg_swtpm **out,
         tpm->ek_cert = strf("%s/%s", dir, ek == VG_SWTPM_EK_ECC_P256 ? EK_P256_FILE : EK_RSA_FILE);
         tpm->ca_file = strf("%s/" CA_BUNDLE_FILE, dir);
         tpm->ca_dir = strf("%s/" CA_DIR, dir);
+        tpm->sock = strf("%s/" SOCK_FILE, dir);
+        tpm->ctrl_sock = strf("%s/" SOCK_FILE CTRL_SUFFIX, dir);
+        tpm->tcti = strf("swtpm:path=%s", tpm->sock);
         if (!tpm->dir || !tpm->log || !tpm->pidfile || !tpm->info || !tpm->ek_cert ||
-            !tpm->ca_file || !tpm->ca_dir)
+            !tpm->ca_file || !tpm->ca_dir || !tpm->sock || !tpm->ctrl_sock || !tpm->tcti)
                 return vg_error_set(err, -ENOMEM, "out of memory");
+        if (strlen(tpm->ctrl_sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+                return vg_error_set(err, -ENAMETOOLONG,
+                                    "the TPM's socket %s would be longer than a unix socket path "
+                                    "may be (%zu bytes): use a shorter directory or $TMPDIR",
+                                    tpm->ctrl_sock,
+                                    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
         *out = TAKE_PTR(tpm);
         return 0;
 }
@@ -1063,7 +1029,7 @@ static int provision_p256(const char *cache, const char *dir, struct vg_error *e
         r = tpm_new(dir, VG_SWTPM_EK_ECC_P256, &tpm, err);
         if (r < 0)
                 return r;
-        r = start_process(tpm, false, err);
+        r = start_process(tpm, err);
         if (r < 0)
                 return r;
         snprintf(nv, sizeof(nv), "0x%08x", NV_EK_P256);
@@ -1078,10 +1044,10 @@ static int provision_p256(const char *cache, const char *dir, struct vg_error *e
         if (r < 0)
                 return r;
 
-        r = ctrl_get_info(tpm->ctrl_port, &info);
+        r = ctrl_get_info(tpm->ctrl_sock, &info);
         if (r < 0)
-                return vg_error_set(err, r, "swtpm on port %d did not describe itself: %s",
-                                    tpm->ctrl_port, strerror(-r));
+                return vg_error_set(err, r, "swtpm on %s did not describe itself: %s",
+                                    tpm->ctrl_sock, strerror(-r));
         spec = json_object_get(info, "TPMSpecification");
         attrs = json_object_get(info, "TPMAttributes");
         family = json_string_value(json_object_get(spec, "family"));
@@ -1400,7 +1366,7 @@ int vg_swtpm_start(const struct vg_swtpm_opts *opts, struct vg_swtpm **out, stru
                                     "directory of this harness",
                                     tpm->dir, tpm->ek_cert);
         }
-        r = start_process(tpm, false, err);
+        r = start_process(tpm, err);
         if (r < 0)
                 return r;
         *out = TAKE_PTR(tpm);
@@ -1413,7 +1379,7 @@ int vg_swtpm_attach(const char *dir, struct vg_swtpm **out, struct vg_error *err
         char real[PATH_MAX], ek[32] = "";
         FILE *f;
         pid_t pid = 0;
-        int r, server = 0, ctrl = 0;
+        int r;
 
         if (!realpath(dir, real))
                 return vg_error_set(err, -errno, "cannot resolve %s: %s", dir, strerror(errno));
@@ -1425,11 +1391,10 @@ int vg_swtpm_attach(const char *dir, struct vg_swtpm **out, struct vg_error *err
         if (!f)
                 return vg_error_set(err, -errno, "%s: no TPM of this harness here (%s: %s)", real,
                                     INFO_FILE, strerror(errno));
-        r = fscanf(f, "server_port=%d ctrl_port=%d ek=%31s", &server, &ctrl, ek);
+        r = fscanf(f, "ek=%31s", ek);
         fclose(f);
-        if (r != 3 || server <= 0 || server > 65535 || ctrl <= 0 || ctrl > 65535)
-                return vg_error_set(err, -EINVAL, "%s: expected server_port, ctrl_port and ek",
-                                    tpm->info);
+        if (r != 1)
+                return vg_error_set(err, -EINVAL, "%s: expected ek=rsa2048|ecc-p256", tpm->info);
         if (strcmp(ek, "ecc-p256") == 0) {
                 free(tpm->ek_cert);
                 tpm->ek = VG_SWTPM_EK_ECC_P256;
@@ -1443,9 +1408,6 @@ int vg_swtpm_attach(const char *dir, struct vg_swtpm **out, struct vg_error *err
                                     real, tpm->pidfile,
                                     r < 0 ? strerror(-r) : "its process is gone or not swtpm");
         tpm->pid = pid;
-        tpm->server_port = server;
-        tpm->ctrl_port = ctrl;
-        snprintf(tpm->tcti, sizeof(tpm->tcti), "swtpm:host=127.0.0.1,port=%d", server);
         *out = TAKE_PTR(tpm);
         return 0;
 }
@@ -1455,14 +1417,14 @@ const char *vg_swtpm_tcti(const struct vg_swtpm *tpm)
         return tpm->tcti;
 }
 
-int vg_swtpm_server_port(const struct vg_swtpm *tpm)
+const char *vg_swtpm_socket(const struct vg_swtpm *tpm)
 {
-        return tpm->server_port;
+        return tpm->sock;
 }
 
-int vg_swtpm_ctrl_port(const struct vg_swtpm *tpm)
+const char *vg_swtpm_ctrl_socket(const struct vg_swtpm *tpm)
 {
-        return tpm->ctrl_port;
+        return tpm->ctrl_sock;
 }
 
 pid_t vg_swtpm_pid(const struct vg_swtpm *tpm)

@@ -1,5 +1,6 @@
-/* vigil tests: a real software TPM (swtpm, TCP on 127.0.0.1) per test, copied from a cached
- * golden state so it starts in milliseconds, with EK certificates from a local CA to trust. */
+/* vigil tests: a real software TPM (swtpm, on a unix socket in its directory) per test, copied from
+ * a cached golden state so it starts in milliseconds, with EK certificates from a local CA to
+ * trust. */
 #pragma once
 
 #include <stdbool.h>
@@ -62,7 +63,7 @@ int vg_swtpm_start(const struct vg_swtpm_opts *opts, struct vg_swtpm **out, stru
  * The state directory stays; vg_swtpm_restart() starts it again. No-op when stopped. */
 int vg_swtpm_stop(struct vg_swtpm *tpm, struct vg_error *err);
 
-/* Stop (when running) and start again on the same ports and state: NV indices, persistent
+/* Stop (when running) and start again on the same sockets and state: NV indices, persistent
  * keys and the EK survive; PCRs are reset, as on a reboot. */
 int vg_swtpm_restart(struct vg_swtpm *tpm, struct vg_error *err);
 
@@ -75,10 +76,14 @@ void vg_swtpm_free(struct vg_swtpm *tpm);
 VG_DEFINE_CLEANUP_FUNC(struct vg_swtpm, vg_swtpm_free)
 #define _cleanup_swtpm_ _cleanup_(vg_swtpm_freep)
 
-/* "swtpm:host=127.0.0.1,port=N", as tpm2-tools (-T) and libtss2-tcti-swtpm take it. */
+/* "swtpm:path=DIR/swtpm.sock", as tpm2-tools (-T) and libtss2-tcti-swtpm take it. The TPM
+ * listens on unix sockets, not TCP: that TCTI connects once per command, and thousands of
+ * commands a second over loopback TCP run out of ports (TIME_WAIT). */
 const char *vg_swtpm_tcti(const struct vg_swtpm *tpm);
-int vg_swtpm_server_port(const struct vg_swtpm *tpm);
-int vg_swtpm_ctrl_port(const struct vg_swtpm *tpm);
+/* The command channel (DIR/swtpm.sock) and the control channel beside it (DIR/swtpm.sock.ctrl,
+ * the name the TCTI derives from path=). */
+const char *vg_swtpm_socket(const struct vg_swtpm *tpm);
+const char *vg_swtpm_ctrl_socket(const struct vg_swtpm *tpm);
 /* The swtpm process, or 0 when stopped. */
 pid_t vg_swtpm_pid(const struct vg_swtpm *tpm);
 const char *vg_swtpm_dir(const struct vg_swtpm *tpm);

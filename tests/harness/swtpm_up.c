@@ -15,9 +15,9 @@ static const char usage[] =
     "Usage: swtpm-up [--dir DIR] [--ecc] [--unique] [--sha1] [--cache DIR]\n"
     "       swtpm-up --stop DIR|PIDFILE\n"
     "\n"
-    "Start a software TPM (swtpm) on 127.0.0.1 that keeps running after swtpm-up exits,\n"
-    "and print shell assignments for it; the same lines go to DIR/env:\n"
-    "  VIGIL_SWTPM_TCTI         swtpm:host=127.0.0.1,port=N (tpm2-tools -T, the agent)\n"
+    "Start a software TPM (swtpm) on a unix socket in DIR that keeps running after\n"
+    "swtpm-up exits, and print shell assignments for it; the same lines go to DIR/env:\n"
+    "  VIGIL_SWTPM_TCTI         swtpm:path=DIR/swtpm.sock (tpm2-tools -T, the agent)\n"
     "  VIGIL_SWTPM_PID          the swtpm process\n"
     "  VIGIL_SWTPM_DIR          its state directory\n"
     "  VIGIL_SWTPM_EK_CERT      the EK certificate (DER), also in NV at VIGIL_SWTPM_EK_NV\n"
@@ -38,7 +38,7 @@ static const char usage[] =
     "is on stderr), 2 on a usage error.\n";
 
 /* Quote a value for sh only when it needs it, so ordinary values read exactly as
- * VIGIL_SWTPM_TCTI=swtpm:host=127.0.0.1,port=N. */
+ * VIGIL_SWTPM_TCTI=swtpm:path=/tmp/vigil-swtpm-x/swtpm.sock. */
 static void put_var(FILE *f, const char *name, const char *value)
 {
         bool plain = *value != '\0';
