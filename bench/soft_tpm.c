@@ -303,7 +303,7 @@ int sim_activate_credential(const struct sim_key *ek, const struct vg_tpm_public
         struct vg_credential c;
         _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
         _cleanup_(EVP_CIPHER_CTX_freep) EVP_CIPHER_CTX *cctx = NULL;
-        uint8_t seed[64], hkey[32], sym[16], mac[32], plain[2 + 64];
+        uint8_t seed[512], hkey[32], sym[16], mac[32], plain[2 + 64];
         uint8_t hmsg[sizeof(c.id_object) + VG_TPM_NAME_MAX];
         size_t seed_len = sizeof(seed), secret_len, hmac_len, enc_len;
         unsigned mlen;
