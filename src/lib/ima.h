@@ -29,8 +29,11 @@ struct vg_ima_entry {
         uint8_t template_hash[VG_HASH_MAX_SIZE]; /* column 2, as given */
         size_t template_hash_len;
         bool violation; /* an all-zero template hash: a ToMToU/open-writers record */
-        enum vg_hash_alg digest_alg; /* of the file digest ("sha256:" prefix; "ima": sha1) */
-        bool digest_md5;             /* legacy "ima" entries may carry MD5 (16 bytes) */
+        /* The file digest's algorithm as written ("sha256", "md5", "sm3_256"...; "sha1" or "md5"
+         * for legacy "ima"); digest_alg is VG_HASH_ALG_COUNT when it is none of vg_hash's. */
+        const char *digest_alg_name;
+        enum vg_hash_alg digest_alg;
+        bool digest_md5; /* an MD5 digest (16 bytes), in any template */
         uint8_t digest[VG_HASH_MAX_SIZE];
         size_t digest_len;
         const char *path; /* n-ng, NUL-terminated */
@@ -69,6 +72,8 @@ VG_DEFINE_CLEANUP_FUNC(struct vg_ima_policy, vg_ima_policy_unref)
 const uint8_t *vg_ima_policy_checksum(const struct vg_ima_policy *p);
 size_t vg_ima_policy_digest_count(const struct vg_ima_policy *p); /* (path, digest) pairs */
 size_t vg_ima_policy_exclude_count(const struct vg_ima_policy *p);
+/* ima.log_hash_alg: the algorithm of the log's template-hash column (sha1 for flat lists). */
+enum vg_hash_alg vg_ima_policy_log_hash_alg(const struct vg_ima_policy *p);
 /* Serialize as runtime policy JSON v1 (new string), e.g. for `vigil policy convert`. */
 int vg_ima_policy_to_json(const struct vg_ima_policy *p, char **out, struct vg_error *err);
 
@@ -100,6 +105,7 @@ void vg_ima_state_reset(struct vg_ima_state *st);
 uint64_t vg_ima_state_next_entry(const struct vg_ima_state *st);
 enum vg_hash_alg vg_ima_state_bank(const struct vg_ima_state *st);
 const uint8_t *vg_ima_state_pcr(const struct vg_ima_state *st);
+size_t vg_ima_state_learned_keys(const struct vg_ima_state *st); /* keys from ima-buf entries */
 /* A compact, versioned byte string for the database, and back (-EBADMSG if it does not parse). */
 int vg_ima_state_save(const struct vg_ima_state *st, uint8_t **out, size_t *len);
 int vg_ima_state_load(const uint8_t *data, size_t len, struct vg_ima_state **out,
@@ -124,18 +130,24 @@ const char *vg_ima_failure_kind_str(enum vg_ima_failure_kind k); /* "fnf", "hash
 
 struct vg_ima_failure {
         enum vg_ima_failure_kind kind;
-        uint64_t entry; /* absolute entry number in the agent's list (0-based) */
-        uint64_t line;  /* 1-based line number in the text verified */
+        uint64_t entry;       /* absolute entry number in the agent's list (0-based) */
+        uint64_t line;        /* 1-based line number in the text verified */
         const char *path;     /* may be NULL */
         const char *expected; /* human-readable, e.g. the allowed digests; may be NULL */
         const char *found;    /* e.g. "sha256:ab12..."; may be NULL */
         const char *message;  /* one sentence: "File not found in allowlist: /root/bad-script.sh" */
 };
 
-/* Keylime's error summary: `template-hash N fnf N hash N good N`. */
+/* Keylime's error summary: `template-hash N fnf N hash N good N`. Each field counts entries:
+ * template_hash, fnf, hash (file and ima-buf lookups, boot_aggregate included), keyring,
+ * parse, pcr (not PCR 10) and violation_failed are failing entries of that kind; good passed
+ * every check; excluded matched an exclude; violation is every ToMToU/open-writers entry seen
+ * (they fail only with fail_on_violations); sig is unused (a bad signature falls back to the
+ * allowlist, so it ends as fnf or hash). */
 struct vg_ima_counts {
         uint64_t template_hash, fnf, hash, good;
         uint64_t sig, keyring, violation, excluded, parse;
+        uint64_t pcr, violation_failed;
 };
 
 struct vg_ima_options {
@@ -146,7 +158,8 @@ struct vg_ima_options {
         /* Hash algorithm of column 2; NULL/unset means the policy's ima.log_hash_alg (sha1). */
         bool log_hash_alg_set;
         enum vg_hash_alg log_hash_alg;
-        /* Boot aggregates computed from a UEFI log, added to the policy's (may be NULL/0). */
+        /* Boot aggregates computed from a UEFI log, added to the policy's (may be NULL/0); each
+         * is zero-padded after its digest size (20 bytes for sha1, 32 for sha256...). */
         const uint8_t (*boot_aggregates)[VG_HASH_MAX_SIZE];
         size_t n_boot_aggregates;
         /* Called once per failing entry, in log order (may be NULL). */
@@ -155,10 +168,10 @@ struct vg_ima_options {
 };
 
 struct vg_ima_result {
-        bool pass;           /* no failure, and (when a PCR was given) the replay matched */
-        bool pcr_matched;    /* the quoted PCR 10 was reached before or after some entry */
+        bool pass;            /* no failure, and (when a PCR was given) the replay matched */
+        bool pcr_matched;     /* the quoted PCR 10 was reached before or after some entry */
         uint64_t match_entry; /* absolute entry number just after the match: ask for it next */
-        uint64_t entries;    /* entries read from the text */
+        uint64_t entries;     /* entries read from the text */
         struct vg_ima_counts counts;
 };
 
@@ -169,7 +182,15 @@ struct vg_ima_result {
  * and after every entry; the state then moves to the *last* matching point (entries after it
  * are checked now, and asked for again next time). Without a match the state is not moved
  * and res->pcr_matched is false: whether that fails the agent (the log may be lagging) is the
- * caller's decision; see reference/keylime.md §6. Any failing entry resets nothing here either.
+ * caller's decision; see reference/keylime.md §6 (on_failure still hears of it, as
+ * VG_IMA_FAIL_PCR_MISMATCH). Any failing entry resets nothing here either. Without
+ * quoted_pcr10 the state moves to the end of the text (offline verification).
+ * first_entry must be st's next entry or 0; 0 when st expects more means the agent started
+ * over (reboot): st is reset first. Anything else is VG_IMA_FAIL_ENTRY_NUMBER, nothing walked.
+ * Policy p NULL: no lookups, but ima-buf keys are still learned. Keys measured by ima-buf into
+ * a keyring that is neither ignored nor excluded are learned into st once their digest is in
+ * the policy's keyrings; ima-sig signatures verify against them and the policy's
+ * verification-keys. Excluded paths (and keyrings) are skipped entirely.
  * Returns 0 when the text could be walked (res says pass or fail), < 0 for API misuse.
  */
 int vg_ima_verify(const struct vg_ima_policy *p, struct vg_ima_state *st, const char *log,
