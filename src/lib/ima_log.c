@@ -2,7 +2,6 @@
  * hashed, the template hash checked, PCR 10 replayed per bank and every entry judged by policy. */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,46 +16,58 @@
 #define IMA_ALG_NAME_MAX   32
 #define IMA_DIGEST_HEX_MAX (2 * VG_HASH_MAX_SIZE)
 
-/* ---- Digests: fetched once, contexts reused across entries ---------------------------------- */
+/* ---- Digests ------------------------------------------------------------------------------- */
 
-static EVP_MD *fetched[VG_HASH_ALG_COUNT];
-static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
-
-static void fetch_all(void)
-{
-        static const char *const names[VG_HASH_ALG_COUNT] = { "SHA1", "SHA256", "SHA384",
-                                                              "SHA512" };
-        for (int i = 0; i < VG_HASH_ALG_COUNT; i++)
-                fetched[i] = EVP_MD_fetch(NULL, names[i], NULL);
-}
+/* Three digests per entry over ~100 bytes each: OpenSSL 3's EVP layer allocates and cleanses a
+ * provider context on every EVP_DigestInit_ex2, which costs more than the hashing. The
+ * low-level functions run the same SHA-NI code without that, so they are used here on purpose
+ * (deprecated in 3.0, not removed). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#include <openssl/sha.h>
 
 struct md {
-        EVP_MD_CTX *ctx;
-        const EVP_MD *md;
+        enum vg_hash_alg alg;
 };
 
 static int md_open(struct md *m, enum vg_hash_alg alg)
 {
-        pthread_once(&fetch_once, fetch_all);
-        m->md = fetched[alg];
-        m->ctx = EVP_MD_CTX_new();
-        return m->md && m->ctx ? 0 : -ENOMEM;
+        m->alg = alg;
+        return (unsigned)alg < VG_HASH_ALG_COUNT ? 0 : -EINVAL;
 }
 
 static void md_close(struct md *m)
 {
-        EVP_MD_CTX_free(m->ctx);
-        m->ctx = NULL;
+        (void)m;
 }
 
-static inline bool md_hash2(struct md *m, const void *a, size_t alen, const void *b, size_t blen,
-                            uint8_t *out)
+static bool md_hash2(struct md *m, const void *a, size_t alen, const void *b, size_t blen,
+                     uint8_t *out)
 {
-        return EVP_DigestInit_ex2(m->ctx, m->md, NULL) == 1 &&
-               EVP_DigestUpdate(m->ctx, a, alen) == 1 &&
-               (!blen || EVP_DigestUpdate(m->ctx, b, blen) == 1) &&
-               EVP_DigestFinal_ex(m->ctx, out, NULL) == 1;
+        union {
+                SHA_CTX s1;
+                SHA256_CTX s256;
+                SHA512_CTX s512;
+        } c;
+
+        switch (m->alg) {
+        case VG_HASH_SHA1:
+                return SHA1_Init(&c.s1) && SHA1_Update(&c.s1, a, alen) &&
+                       (!blen || SHA1_Update(&c.s1, b, blen)) && SHA1_Final(out, &c.s1);
+        case VG_HASH_SHA256:
+                return SHA256_Init(&c.s256) && SHA256_Update(&c.s256, a, alen) &&
+                       (!blen || SHA256_Update(&c.s256, b, blen)) && SHA256_Final(out, &c.s256);
+        case VG_HASH_SHA384:
+                return SHA384_Init(&c.s512) && SHA384_Update(&c.s512, a, alen) &&
+                       (!blen || SHA384_Update(&c.s512, b, blen)) && SHA384_Final(out, &c.s512);
+        case VG_HASH_SHA512:
+                return SHA512_Init(&c.s512) && SHA512_Update(&c.s512, a, alen) &&
+                       (!blen || SHA512_Update(&c.s512, b, blen)) && SHA512_Final(out, &c.s512);
+        default:
+                return false;
+        }
 }
+#pragma GCC diagnostic pop
 
 /* ---- Parsing one line ----------------------------------------------------------------------- */
 
@@ -532,7 +543,8 @@ struct walk {
         const struct vg_ima_options *o;
         struct vg_ima_result *res;
         pcre2_match_data *md;
-        uint64_t entry; /* absolute number of the current entry */
+        uint64_t entry;     /* absolute number of the current entry */
+        uint64_t path_hash; /* vg_ima_path_hash of the current entry's path */
         uint64_t failures;
 };
 
@@ -618,7 +630,7 @@ static bool boot_aggregate_option(const struct vg_ima_options *o, const uint8_t 
 static bool lookup(struct walk *w, const struct vg_ima_entry *e, const struct vg_ima_map *m,
                    const char *table)
 {
-        const struct vg_ima_slot *s = vg_ima_map_find(m, e->path, e->path_len);
+        const struct vg_ima_slot *s = vg_ima_map_find_h(m, e->path, e->path_len, w->path_hash);
         bool boot =
             e->path_len == 14 && memcmp(e->path, "boot_aggregate", 14) == 0 && m == &w->p->digests;
         enum vg_ima_failure_kind fnf =
@@ -815,6 +827,10 @@ int vg_ima_verify(const struct vg_ima_policy *p, struct vg_ima_state *st, const 
                         w.entry++;
                         continue;
                 }
+                if (p) {
+                        w.path_hash = vg_ima_path_hash(e.path, e.path_len);
+                        vg_ima_map_prefetch(&p->digests, w.path_hash);
+                }
                 if (e.violation) {
                         res->counts.violation++;
                         memset(tbank, 0xff, bsize);
@@ -823,6 +839,8 @@ int vg_ima_verify(const struct vg_ima_policy *p, struct vg_ima_state *st, const 
                                 r = vg_error_set(err, -EIO, "vg_ima_verify: hashing failed");
                                 goto out;
                         }
+                        if (p)
+                                vg_ima_map_prefetch2(&p->digests, w.path_hash);
                         if (st->bank == log_alg)
                                 memcpy(tbank, tlog, bsize);
                         else if (!md_hash2(&mbank, e.template_data, e.template_data_len, NULL, 0,

@@ -94,15 +94,12 @@ uint64_t vg_ima_path_hash(const char *s, size_t len)
         return h ? h : 1; /* 0 marks an empty slot */
 }
 
-const struct vg_ima_slot *vg_ima_map_find(const struct vg_ima_map *m, const char *key, size_t len)
+const struct vg_ima_slot *vg_ima_map_find_h(const struct vg_ima_map *m, const char *key, size_t len,
+                                            uint64_t h)
 {
-        uint64_t h;
-        size_t i;
-
         if (!m->count)
                 return NULL;
-        h = vg_ima_path_hash(key, len);
-        for (i = h & m->mask;; i = (i + 1) & m->mask) {
+        for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
                 const struct vg_ima_slot *s = &m->slots[i];
 
                 if (!s->hash)
@@ -110,6 +107,11 @@ const struct vg_ima_slot *vg_ima_map_find(const struct vg_ima_map *m, const char
                 if (s->hash == h && s->key_len == len && memcmp(s->key, key, len) == 0)
                         return s;
         }
+}
+
+const struct vg_ima_slot *vg_ima_map_find(const struct vg_ima_map *m, const char *key, size_t len)
+{
+        return m->count ? vg_ima_map_find_h(m, key, len, vg_ima_path_hash(key, len)) : NULL;
 }
 
 bool vg_ima_map_allows(const struct vg_ima_map *m, const struct vg_ima_slot *s,

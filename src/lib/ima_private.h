@@ -40,6 +40,27 @@ struct vg_ima_map {
 uint64_t vg_ima_path_hash(const char *s, size_t len);
 /* The slot for key, or NULL. */
 const struct vg_ima_slot *vg_ima_map_find(const struct vg_ima_map *m, const char *key, size_t len);
+/* The same with the key's vg_ima_path_hash already computed. */
+const struct vg_ima_slot *vg_ima_map_find_h(const struct vg_ima_map *m, const char *key, size_t len,
+                                            uint64_t h);
+/* Start loading the cache lines a lookup of h will need (the table is larger than L2). */
+static inline void vg_ima_map_prefetch(const struct vg_ima_map *m, uint64_t h)
+{
+        if (m->count)
+                __builtin_prefetch(&m->slots[h & m->mask]);
+}
+static inline void vg_ima_map_prefetch2(const struct vg_ima_map *m, uint64_t h)
+{
+        const struct vg_ima_slot *s;
+
+        if (!m->count)
+                return;
+        s = &m->slots[h & m->mask];
+        if (s->hash == h) {
+                __builtin_prefetch(s->key);
+                __builtin_prefetch(&m->digests[s->first]);
+        }
+}
 bool vg_ima_map_allows(const struct vg_ima_map *m, const struct vg_ima_slot *s,
                        const uint8_t *digest, size_t len);
 
