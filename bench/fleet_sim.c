@@ -75,6 +75,7 @@ struct opts {
         const char *tls_dir;
         const char *ek_ca_dir;
         const char *report;
+        const char *intervals; /* every interval in ms, one a line, for merging shards */
         double duration;
         double ima_rate; /* new IMA entries per agent per second */
         unsigned concurrency;
@@ -698,24 +699,31 @@ static double pct(const double *v, size_t n, double q)
 static void report(struct sim *s)
 {
         unsigned never = 0;
-        double window = (s->t_measure_end ? s->t_measure_end : now_s()) - s->t_enrolled;
+        double end = s->t_measure_end ? s->t_measure_end : now_s(), stale = 0;
+        double window = end - s->t_enrolled;
 
-        for (unsigned i = 0; i < s->o.agents; i++)
-                never += s->agents[i].polls == 0;
+        /* An agent the verifier stopped polling shows here, not among the intervals. */
+        for (unsigned i = 0; i < s->o.agents; i++) {
+                const struct agent *a = &s->agents[i];
+                never += a->polls == 0;
+                if (a->polls && end - a->last_poll > stale)
+                        stale = end - a->last_poll;
+        }
         qsort(s->iv, s->n_iv, sizeof(*s->iv), cmp_double);
         char line[1024];
         snprintf(line, sizeof(line),
                  "{\"bench\":\"fleet_sim\",\"agents\":%u,\"ak\":\"%s\",\"enrolled\":%u,"
                  "\"enrol_failed\":%u,\"enrol_s\":%.2f,\"window_s\":%.1f,\"requests\":%llu,"
                  "\"requests_per_s\":%.1f,\"intervals\":%zu,\"interval_ms\":{\"p50\":%.1f,"
-                 "\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f},\"never_polled\":%u,\"failures\":%llu"
-                 "%s}\n",
+                 "\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f},\"never_polled\":%u,\"max_since_last_"
+                 "poll_ms\":"
+                 "%.1f,\"failures\":%llu}\n",
                  s->o.agents, s->o.ak_type == VG_TPM_KEY_ECC ? "ecdsa-p256" : "rsassa-2048",
                  s->enrolled, s->enrol_failed, s->t_enrolled - s->t_start, window,
                  (unsigned long long)s->requests, window > 0 ? (double)s->requests / window : 0,
                  s->n_iv, pct(s->iv, s->n_iv, 0.5), pct(s->iv, s->n_iv, 0.9),
-                 pct(s->iv, s->n_iv, 0.99), s->n_iv ? s->iv[s->n_iv - 1] : 0, never,
-                 (unsigned long long)s->failures, "");
+                 pct(s->iv, s->n_iv, 0.99), s->n_iv ? s->iv[s->n_iv - 1] : 0, never, stale * 1000,
+                 (unsigned long long)s->failures);
         fputs(line, stdout);
         if (s->o.self_check) {
                 printf("{\"bench\":\"fleet_sim_self_check\",\"quotes\":%u,\"verified\":%u,"
@@ -725,6 +733,13 @@ static void report(struct sim *s)
                         s->exit_code = 1;
         }
         fflush(stdout);
+        if (s->o.intervals) {
+                FILE *f = fopen(s->o.intervals, "w");
+                for (size_t i = 0; f && i < s->n_iv; i++)
+                        fprintf(f, "%.3f\n", s->iv[i]);
+                if (!f || fclose(f) != 0)
+                        fprintf(stderr, "fleet_sim: %s: %s\n", s->o.intervals, strerror(errno));
+        }
         if (s->o.report) {
                 FILE *f = fopen(s->o.report, "w");
                 if (!f || fputs(line, f) < 0 || fclose(f) != 0)
@@ -1100,6 +1115,7 @@ static void usage(FILE *f)
               "  --self-check M      fetch M integrity quotes from the agents and verify them\n"
               "                      (signature, nonce, PCR digest, PCR 16, clock, IMA replay)\n"
               "  --report FILE       also write the result line there\n"
+              "  --intervals FILE    write every measured interval (ms), one a line\n"
               "Output: one JSON line per result on stdout.\n",
               f);
 }
@@ -1114,6 +1130,22 @@ static unsigned long num(const char *opt, const char *v, unsigned long max)
         if (!v || !*v || *end || errno || x > max)
                 die("%s: expected a number up to %lu, found \"%s\"", opt, max, v ? v : "");
         return x;
+}
+
+/* Agent ports inside the kernel's ephemeral range collide with outgoing connections. */
+static void check_port_range(unsigned base, unsigned n)
+{
+        FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+        unsigned lo, hi;
+
+        if (!f)
+                return;
+        if (fscanf(f, "%u %u", &lo, &hi) == 2 && base <= hi && base + n - 1 >= lo)
+                fprintf(stderr,
+                        "fleet_sim: warning: agent ports %u-%u overlap the ephemeral port range "
+                        "%u-%u (net.ipv4.ip_local_port_range): some may be taken\n",
+                        base, base + n - 1, lo, hi);
+        fclose(f);
 }
 
 static void raise_nofile(unsigned agents)
@@ -1179,6 +1211,8 @@ int main(int argc, char **argv)
                         s.o.ek_ca_dir = v;
                 else if (!strcmp(a, "--report"))
                         s.o.report = v;
+                else if (!strcmp(a, "--intervals"))
+                        s.o.intervals = v;
                 else if (!strcmp(a, "--duration"))
                         s.o.duration = (double)num(a, v, 86400);
                 else if (!strcmp(a, "--ima-rate"))
@@ -1225,6 +1259,7 @@ int main(int argc, char **argv)
         vg_log_setup(&lc);
         signal(SIGPIPE, SIG_IGN);
         raise_nofile(s.o.agents);
+        check_port_range(s.o.base_port, s.o.agents);
         if (!mkdtemp(work))
                 die("mkdtemp: %s", strerror(errno));
 
@@ -1255,6 +1290,9 @@ int main(int argc, char **argv)
         struct vg_http_client_config cc = {
                 .tls = s.client_tls,
                 .max_idle_per_origin = s.o.concurrency,
+                /* Self-check goes round the agents: a kept connection to each would double
+                 * the descriptors (RLIMIT_NOFILE) for no reuse. */
+                .no_keepalive = s.o.self_check > 0 && s.o.agents > 4000,
                 .timeout_ms = 120000,
                 .user_agent = "vigil-fleet-sim",
         };
