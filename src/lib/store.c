@@ -318,11 +318,11 @@ int vg_store_open(struct vg_store **out, const char *url, const struct vg_store_
         case VG_STORE_SQLITE:
                 ops = &vg_store_sqlite_ops;
                 break;
+        case VG_STORE_POSTGRESQL:
+                ops = &vg_store_pg_ops;
+                break;
         default:
-                return vg_error_set(err, -ENOTSUP,
-                                    "database %s: this vigil was not built with PostgreSQL "
-                                    "support yet; use database_url = \"sqlite\"",
-                                    u.display);
+                return vg_error_set(err, -ENOTSUP, "database %s: unknown backend", u.display);
         }
         /* Backends get the options complete: no NULL, no 0 meaning "default". */
         if (opts)
@@ -786,7 +786,8 @@ int64_t vg_stmt_changes(const struct vg_stmt *st)
 
 int64_t vg_stmt_last_insert_id(const struct vg_stmt *st)
 {
-        return st->done ? st->store->ops->last_insert_id(st->impl) : 0;
+        /* PostgreSQL asks the server (lastval()), which a closed store cannot. */
+        return st->done && !st->store->closed ? st->store->ops->last_insert_id(st->impl) : 0;
 }
 
 /* ---- migrations ----------------------------------------------------------------------- */
@@ -865,6 +866,11 @@ static int apply_one(struct vg_store *s, void *userdata, struct vg_error *err)
         int v, r;
 
         ms->applied = false;
+        if (s->ops->lock_schema) {
+                r = s->ops->lock_schema(s->conn, err);
+                if (r < 0)
+                        return r;
+        }
         r = vg_store_exec(s, schema_table_sql, err);
         if (r < 0)
                 return r;

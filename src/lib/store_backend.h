@@ -1,5 +1,5 @@
 /* vigil: the interface between the generic store layer (store.c) and one SQL backend
- * (store_sqlite.c; store_pg.c later). Not for callers of the store: they use store.h. */
+ * (store_sqlite.c, store_pg.c). Not for callers of the store: they use store.h. */
 #pragma once
 
 #include "store.h"
@@ -22,12 +22,17 @@ struct vg_store_ops {
         int (*commit)(void *conn, struct vg_error *err);
         /* Must succeed quietly when the server already ended the transaction. */
         int (*rollback)(void *conn, struct vg_error *err);
+        /* Called first in each migration transaction: make other migrators of the same
+         * database wait until this transaction ends, and let the statements that follow see
+         * what they committed. NULL when begin already does that (SQLite's write lock). */
+        int (*lock_schema)(void *conn, struct vg_error *err);
         int (*has_table)(void *conn, const char *table, bool *exists, struct vg_error *err);
 
         /* Sets *n_params to the highest $N; $1..$N must all occur. */
         int (*prepare)(void *conn, const char *sql, void **stmt, int *n_params,
                        struct vg_error *err);
-        /* May run after close(): must not touch the connection object. */
+        /* May run after close(): must not use the connection, except for the backend's own
+         * bookkeeping that keeps it alive for its statements. */
         void (*finalize)(void *stmt);
         /* idx is 1..n_params; the statement has been reset beforehand if it had run. */
         int (*bind_null)(void *stmt, int idx, struct vg_error *err);
@@ -48,6 +53,7 @@ struct vg_store_ops {
 };
 
 extern const struct vg_store_ops vg_store_sqlite_ops;
+extern const struct vg_store_ops vg_store_pg_ops;
 
 /* For backends' messages: the SQL on one line, cut to fit size with "..." when longer. */
 void vg_store_sql_excerpt(const char *sql, char *buf, size_t size);
