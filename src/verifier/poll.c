@@ -1,0 +1,537 @@
+/* vigil-verifier: the pull-model poller. One libevent loop, one timer per agent, keep-alive mTLS
+ * connections pinned to each agent's certificate; each answer is judged by vg_cv_evaluate(),
+ * and the outcome (state, counters, IMA position) is marked for the next batched write. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include "encoding.h"
+#include "http_client.h"
+#include "log.h"
+#include "payload.h"
+#include "tpm_public.h"
+#include "verifier.h"
+
+static void poll_now(evutil_socket_t fd, short what, void *userdata);
+
+static void schedule(struct vg_cv_agent *a, double delay)
+{
+        struct timeval tv;
+
+        if (!a->timer) {
+                a->timer = evtimer_new(a->v->base, poll_now, a);
+                if (!a->timer)
+                        return;
+        }
+        if (delay < 0)
+                delay = 0;
+        tv.tv_sec = (time_t)delay;
+        tv.tv_usec = (suseconds_t)((delay - (double)tv.tv_sec) * 1e6);
+        evtimer_add(a->timer, &tv);
+}
+
+void vg_cv_poll_start(struct vg_cv_agent *a, double delay)
+{
+        a->polling = true;
+        if (!a->call)
+                schedule(a, delay);
+}
+
+void vg_cv_poll_stop(struct vg_cv_agent *a)
+{
+        a->polling = false;
+        if (a->call) {
+                vg_http_call_cancel(a->call);
+                a->call = NULL;
+        }
+        if (a->timer)
+                evtimer_del(a->timer);
+}
+
+void vg_cv_agent_reset_failure(struct vg_cv_agent *a)
+{
+        a->in_failure = false;
+        a->n_reported = 0;
+        a->reported_quote_event[0] = '\0';
+        a->no_progress = 0;
+        a->retries = 0;
+        if (a->ima)
+                vg_ima_state_reset(a->ima);
+        a->state = VG_CV_START;
+        vg_cv_agent_dirty(a);
+}
+
+/* Keylime's nonces: 20 random letters and digits. */
+static void make_nonce(char out[21])
+{
+        static const char alphabet[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        size_t n = 0;
+
+        while (n < 20) {
+                uint8_t buf[32];
+                if (RAND_bytes(buf, sizeof(buf)) != 1)
+                        abort(); /* no randomness: nothing this verifier says could be trusted */
+                for (size_t i = 0; i < sizeof(buf) && n < 20; i++)
+                        if (buf[i] < 248) /* 248 = 4 * 62: no modulo bias */
+                                out[n++] = alphabet[buf[i] % 62];
+        }
+        out[20] = '\0';
+}
+
+static const char *api_version(const struct vg_cv_agent *a)
+{
+        return a->supported_version && *a->supported_version ? a->supported_version
+                                                             : VG_VERIFIER_API_CURRENT;
+}
+
+static bool host_is_v6(const char *ip)
+{
+        return ip && strchr(ip, ':');
+}
+
+static char *agent_url(const struct vg_cv_agent *a, const char *path)
+{
+        char *url = NULL;
+        bool v6 = host_is_v6(a->ip);
+
+        if (asprintf(&url, "%s://%s%s%s:%lld/v%s%s", a->tls ? "https" : "http", v6 ? "[" : "",
+                     a->ip ? a->ip : "127.0.0.1", v6 ? "]" : "", (long long)a->port, api_version(a),
+                     path) < 0)
+                return NULL;
+        return url;
+}
+
+static bool reported(struct vg_cv_agent *a, uint64_t entry)
+{
+        for (size_t i = 0; i < a->n_reported; i++)
+                if (a->reported[i] == entry)
+                        return true;
+        return false;
+}
+
+static void remember(struct vg_cv_agent *a, uint64_t entry)
+{
+        if (a->n_reported == a->cap_reported) {
+                size_t cap = a->cap_reported ? a->cap_reported * 2 : 16;
+                uint64_t *p = realloc(a->reported, cap * sizeof(*p));
+                if (!p)
+                        return;
+                a->reported = p;
+                a->cap_reported = cap;
+        }
+        a->reported[a->n_reported++] = entry;
+}
+
+static void set_str(char **dst, const char *src)
+{
+        if (*dst && src && strcmp(*dst, src) == 0)
+                return;
+        free(*dst);
+        *dst = src ? strdup(src) : NULL;
+}
+
+/*
+ * The graded policy: the agent is marked FAILED (a runtime policy violation) or INVALID_QUOTE
+ * (evidence that cannot be trusted); each event not reported before is logged and sent as a
+ * revocation; polling goes on (stop_polling_on_failure restores Keylime's stop) so that later
+ * violations are seen too.
+ */
+static void handle_failure(struct vg_cv_agent *a, struct vg_cv_failure *f)
+{
+        struct vg_verifier *v = a->v;
+        const struct vg_cv_event *worst = NULL;
+        size_t fresh = 0;
+        bool quote_level = vg_cv_failure_quote_level(f), stop = v->o.stop_polling_on_failure;
+
+        for (size_t i = 0; i < f->n; i++) {
+                struct vg_cv_event *e = &f->ev[i];
+                bool seen;
+                if (e->entry != UINT64_MAX)
+                        seen = a->in_failure && reported(a, e->entry);
+                else
+                        seen = a->in_failure && strcmp(a->reported_quote_event, e->id) == 0;
+                if (!e->recoverable)
+                        stop = true;
+                if (seen)
+                        continue;
+                vg_cv_event_log(a->id, e);
+                if (e->entry != UINT64_MAX)
+                        remember(a, e->entry);
+                else
+                        snprintf(a->reported_quote_event, sizeof(a->reported_quote_event), "%s",
+                                 e->id);
+                if (!worst || e->severity >= worst->severity)
+                        worst = e;
+                fresh++;
+        }
+        if (f->ima_checked &&
+            (f->ima_counts.template_hash || f->ima_counts.fnf || f->ima_counts.hash || fresh))
+                if (fresh)
+                        vg_err(VG_F("agent", a->id),
+                               "IMA ERRORS: template-hash %llu fnf %llu hash %llu good %llu",
+                               (unsigned long long)f->ima_counts.template_hash,
+                               (unsigned long long)f->ima_counts.fnf,
+                               (unsigned long long)f->ima_counts.hash,
+                               (unsigned long long)f->ima_counts.good);
+
+        int new_state = quote_level ? VG_CV_INVALID_QUOTE : VG_CV_FAILED;
+        if (a->state == VG_CV_INVALID_QUOTE)
+                new_state = VG_CV_INVALID_QUOTE;
+        a->state = new_state;
+        a->in_failure = true;
+        if (worst) {
+                set_str(&a->last_event_id, worst->id);
+                set_str(&a->severity_level, vg_cv_severity_str(worst->severity));
+                if (stop)
+                        vg_warn(VG_F("agent", a->id, "event", worst->id),
+                                "agent %s failed, stopping polling", a->id);
+                else
+                        vg_warn(VG_F("agent", a->id, "event", worst->id),
+                                "agent %s failed (%s); polling continues and new violations are "
+                                "reported",
+                                a->id, vg_cv_state_str(a->state));
+                vg_cv_notify(v, a, "revocation", worst);
+        }
+        vg_cv_agent_dirty(a);
+        if (stop)
+                vg_cv_poll_stop(a);
+        else
+                schedule(a, v->o.quote_interval);
+}
+
+static void comm_failure(struct vg_cv_agent *a, const char *what)
+{
+        struct vg_verifier *v = a->v;
+        double delay;
+
+        a->retries++;
+        if ((int64_t)a->retries > v->o.max_retries) {
+                struct vg_cv_failure f = { 0 };
+                vg_cv_failure_add(&f, "not_reachable", false, true, NULL, NULL, NULL, UINT64_MAX,
+                                  "agent %s could not be reached after %lld retries: %s", a->id,
+                                  (long long)v->o.max_retries, what);
+                vg_cv_event_log(a->id, &f.ev[0]);
+                set_str(&a->last_event_id, f.ev[0].id);
+                a->state = VG_CV_FAILED;
+                a->in_failure = true;
+                if (a->attestation_count > 0)
+                        vg_cv_notify(v, a, "comm_error", &f.ev[0]);
+                vg_cv_failure_clear(&f);
+                vg_warn(VG_F("agent", a->id), "agent %s failed, stopping polling", a->id);
+                vg_cv_agent_dirty(a);
+                vg_cv_poll_stop(a);
+                return;
+        }
+        delay = v->o.exponential_backoff ? v->o.retry_interval * pow(2.0, (double)a->retries - 1)
+                                         : v->o.retry_interval;
+        vg_warn(VG_F("agent", a->id), "%s; retry %u of %lld in %.1f s", what, a->retries,
+                (long long)v->o.max_retries, delay);
+        if (!a->in_failure && a->state != VG_CV_PROVIDE_V)
+                a->state = VG_CV_GET_QUOTE_RETRY;
+        schedule(a, delay);
+}
+
+/* ---- V delivery --------------------------------------------------------------------------- */
+
+static void on_vkey(struct vg_http_response *resp, const struct vg_error *err, void *userdata)
+{
+        struct vg_cv_agent *a = userdata;
+
+        a->call = NULL;
+        if (!resp || resp->status != 200) {
+                char what[600];
+                if (resp)
+                        snprintf(what, sizeof(what), "POST /keys/vkey answered %d", resp->status);
+                else
+                        snprintf(what, sizeof(what), "POST /keys/vkey failed: %s",
+                                 vg_error_str(err));
+                a->state = VG_CV_PROVIDE_V_RETRY;
+                comm_failure(a, what);
+                return;
+        }
+        a->retries = 0;
+        a->v_delivered = true;
+        a->state = VG_CV_GET_QUOTE;
+        vg_info(VG_F("agent", a->id), "V delivered to agent %s after its first good quote", a->id);
+        vg_cv_agent_dirty(a);
+        schedule(a, a->v->o.quote_interval);
+}
+
+static void provide_v(struct vg_cv_agent *a)
+{
+        struct vg_verifier *v = a->v;
+        struct vg_error err = { 0 };
+        _cleanup_free_ uint8_t *half = NULL;
+        _cleanup_free_ char *enc = NULL, *url = NULL;
+        size_t len = 0;
+
+        if (vg_b64_decode(a->v_b64, strlen(a->v_b64), VG_B64_STD, &half, &len) < 0 ||
+            len != VG_PAYLOAD_KEY_SIZE) {
+                vg_err(VG_F("agent", a->id), "stored V is not 32 bytes of base64; not delivered");
+                a->v_delivered = true; /* nothing to deliver, ever */
+                schedule(a, v->o.quote_interval);
+                return;
+        }
+        int r = vg_payload_encrypt_half(a->nk, half, &enc, &err);
+        OPENSSL_cleanse(half, len);
+        if (r < 0) {
+                vg_err(VG_F("agent", a->id), "cannot encrypt V to the agent's key: %s",
+                       vg_error_str(&err));
+                schedule(a, v->o.quote_interval);
+                return;
+        }
+        json_auto_t *body = json_pack("{s:s}", "encrypted_key", enc);
+        url = agent_url(a, "/keys/vkey");
+        struct vg_http_client_request rq = {
+                .method = "POST",
+                .url = url,
+                .json = body,
+                .tls = a->tls,
+                .timeout_ms = (unsigned)(v->o.request_timeout * 1000),
+        };
+        a->state = VG_CV_PROVIDE_V;
+        if (!url || vg_http_client_send(v->client, &rq, on_vkey, a, &a->call, &err) < 0) {
+                vg_err(VG_F("agent", a->id), "cannot send V: %s", vg_error_str(&err));
+                schedule(a, v->o.quote_interval);
+        }
+}
+
+/* ---- quotes ------------------------------------------------------------------------------- */
+
+static const char *jstr(const json_t *o, const char *k)
+{
+        const json_t *v = json_object_get(o, k);
+        return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static bool alg_accepted(const char *list_json, const char *alg)
+{
+        if (!list_json || !*list_json)
+                return true;
+        json_auto_t *l = json_loads(list_json, 0, NULL);
+        size_t i;
+        json_t *x;
+
+        if (!json_is_array(l) || json_array_size(l) == 0)
+                return true;
+        json_array_foreach (l, i, x) {
+                const char *s = json_string_value(x);
+                /* API 2.5 names carry the key size ("rsa2048"): compare the prefix. */
+                if (s && strncmp(s, alg, strlen(alg)) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static void on_quote(struct vg_http_response *resp, const struct vg_error *err, void *userdata)
+{
+        struct vg_cv_agent *a = userdata;
+        struct vg_verifier *v = a->v;
+        struct vg_cv_failure f = { 0 };
+        struct vg_error jerr = { 0 };
+        char what[700];
+
+        a->call = NULL;
+        if (!resp) {
+                snprintf(what, sizeof(what), "quote request failed: %s", vg_error_str(err));
+                comm_failure(a, what);
+                return;
+        }
+        if (resp->status != 200) {
+                snprintf(what, sizeof(what), "quote request answered %d: %.200s", resp->status,
+                         (const char *)resp->body);
+                comm_failure(a, what);
+                return;
+        }
+        a->retries = 0;
+        a->last_received_quote = (int64_t)vg_cv_now();
+        json_auto_t *j = vg_http_response_json(resp, &jerr);
+        json_t *res = json_object_get(j, "results");
+        const char *quote = jstr(res, "quote"), *hash_alg = jstr(res, "hash_alg");
+        const char *pubkey = jstr(res, "pubkey"), *ima = jstr(res, "ima_measurement_list");
+        const json_t *ent = json_object_get(res, "ima_measurement_list_entry");
+        enum vg_hash_alg alg;
+
+        if (!json_is_object(res) || !quote || !hash_alg) {
+                vg_cv_failure_add(&f, "quote_validation.malformed_response", true, true, NULL, NULL,
+                                  NULL, UINT64_MAX,
+                                  "the agent's answer has no quote or hash_alg%s%s", j ? "" : ": ",
+                                  j ? "" : vg_error_str(&jerr));
+                goto failed;
+        }
+        if (vg_hash_alg_from_name(hash_alg, &alg) < 0 || !alg_accepted(a->accept_hash, hash_alg)) {
+                vg_cv_failure_add(&f, "quote_validation.invalid_hash_alg", true, true, NULL,
+                                  a->accept_hash, hash_alg, UINT64_MAX,
+                                  "hash algorithm %.20s is not accepted", hash_alg);
+                goto failed;
+        }
+        if (alg != a->hash_alg || !a->ima) {
+                a->hash_alg = alg;
+                vg_ima_state_free(a->ima);
+                a->ima = NULL;
+                if (vg_ima_state_new(alg, &a->ima) < 0)
+                        goto failed;
+        }
+        set_str(&a->hash_alg_s, hash_alg);
+        set_str(&a->enc_alg_s, jstr(res, "enc_alg"));
+        set_str(&a->sign_alg_s, jstr(res, "sign_alg"));
+        if (pubkey && (!a->public_key || strcmp(pubkey, a->public_key) != 0)) {
+                BIO *b = BIO_new_mem_buf(pubkey, -1);
+                EVP_PKEY *nk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+                BIO_free(b);
+                if (!nk) {
+                        vg_cv_failure_add(&f, "quote_validation.invalid_pubkey", true, true, NULL,
+                                          NULL, NULL, UINT64_MAX,
+                                          "the agent's pubkey is not a PEM public key");
+                        goto failed;
+                }
+                /* Trusted only through PCR 16 of this very quote (checked below). */
+                EVP_PKEY_free(a->nk);
+                a->nk = nk;
+                set_str(&a->public_key, pubkey);
+        }
+        if (!a->public_key) {
+                vg_cv_failure_add(&f, "quote_validation.missing_pubkey", true, true, NULL, NULL,
+                                  NULL, UINT64_MAX, "the agent sent no pubkey with partial=0");
+                goto failed;
+        }
+
+        uint64_t first = a->asked_entry;
+        if (a->ima_policy && ima) {
+                json_int_t e = json_is_integer(ent) ? json_integer_value(ent) : -1;
+                if (e == 0 && a->asked_entry != 0) {
+                        /* The agent's list starts again (new boot, or the agent's cache). */
+                        vg_info(VG_F("agent", a->id),
+                                "agent sent its IMA list from entry 0 (entry %llu asked); "
+                                "replaying from the start",
+                                (unsigned long long)a->asked_entry);
+                        vg_ima_state_reset(a->ima);
+                        first = 0;
+                } else if (e < 0 || (uint64_t)e != a->asked_entry) {
+                        vg_cv_failure_add(&f, "ima.invalid_entry_number", false, false, NULL, NULL,
+                                          NULL, UINT64_MAX,
+                                          "ima_measurement_list_entry is %lld; expected 0 or "
+                                          "%llu",
+                                          (long long)e, (unsigned long long)a->asked_entry);
+                        goto failed;
+                }
+        }
+
+        struct vg_cv_evidence ev = {
+                .quote = quote,
+                .nonce = a->nonce,
+                .hash_alg = alg,
+                .ak = a->ak->pkey,
+                .nk_pem = a->public_key,
+                .tpm_policy = a->tpm_policy,
+                .prev_clock = a->have_clock ? &a->clock : NULL,
+                .ima_policy = a->ima_policy,
+                .ima_state = a->ima,
+                .ima_list = ima,
+                .ima_list_len = ima ? strlen(ima) : 0,
+                .ima_first_entry = first,
+                .ima_requested = a->ima_policy != NULL,
+                .fail_on_violations = !v->o.ignore_tomtou_errors,
+        };
+        struct vg_cv_verdict vd;
+        if (vg_cv_evaluate(&ev, &vd, &f) < 0) {
+                vg_cv_failure_add(&f, "internal.error", true, true, NULL, NULL, NULL, UINT64_MAX,
+                                  "the evidence could not be evaluated");
+                goto failed;
+        }
+        if (vd.quote_ok) {
+                if (vd.reboot)
+                        vg_notice(VG_F("agent", a->id),
+                                  "agent %s rebooted (resetCount %u -> %u, restartCount %u -> "
+                                  "%u): IMA state reset, replaying its new list from entry 0",
+                                  a->id, a->clock.reset_count, vd.clock.reset_count,
+                                  a->clock.restart_count, vd.clock.restart_count);
+                a->clock = vd.clock;
+                a->have_clock = true;
+        }
+        if (f.n)
+                goto failed;
+        vg_cv_agent_dirty(a);
+
+        if (a->ima_policy && !vd.ima_skipped && !vd.ima_pcr_matched) {
+                a->no_progress++;
+                if (a->no_progress >= v->o.max_quotes_without_progress) {
+                        vg_cv_failure_add(
+                            &f, "ima.pcr_mismatch", false, true, NULL, NULL, NULL, UINT64_MAX,
+                            "IMA measurement list does not match TPM PCR 10: no entry reached the "
+                            "quoted value in %lld successive quotes (from entry %llu)",
+                            (long long)a->no_progress,
+                            (unsigned long long)vg_ima_state_next_entry(a->ima));
+                        a->no_progress = 0;
+                        vg_ima_state_reset(a->ima);
+                        goto failed;
+                }
+                vg_debug(VG_F("agent", a->id),
+                         "quoted PCR 10 not reached yet by the IMA list (%lld of %lld quotes); "
+                         "the entries so far are good",
+                         (long long)a->no_progress, (long long)v->o.max_quotes_without_progress);
+                schedule(a, v->o.quote_interval);
+                return;
+        }
+        a->no_progress = 0;
+        if (a->in_failure) {
+                /* Still failed until reactivate; only new violations are reported. */
+                schedule(a, v->o.quote_interval);
+                return;
+        }
+        a->attestation_count++;
+        a->last_successful_attestation = (int64_t)vg_cv_now();
+        a->state = VG_CV_GET_QUOTE;
+        vg_debug(VG_F("agent", a->id), "attestation %lld passed (IMA next entry %llu)",
+                 (long long)a->attestation_count,
+                 (unsigned long long)(a->ima ? vg_ima_state_next_entry(a->ima) : 0));
+        if (a->v_b64 && *a->v_b64 && !a->v_delivered && a->nk)
+                provide_v(a);
+        else
+                schedule(a, v->o.quote_interval);
+        return;
+
+failed:
+        handle_failure(a, &f);
+        vg_cv_failure_clear(&f);
+}
+
+static void poll_now(evutil_socket_t fd, short what, void *userdata)
+{
+        struct vg_cv_agent *a = userdata;
+        struct vg_verifier *v = a->v;
+        struct vg_error err = { 0 };
+        _cleanup_free_ char *path = NULL, *url = NULL;
+
+        (void)fd;
+        (void)what;
+        if (!a->polling || a->call)
+                return;
+        make_nonce(a->nonce);
+        a->asked_entry = a->ima ? vg_ima_state_next_entry(a->ima) : 0;
+        if (asprintf(&path, "/quotes/integrity?nonce=%s&mask=0x%x&partial=%d&ima_ml_entry=%llu",
+                     a->nonce, a->mask, a->public_key ? 1 : 0,
+                     (unsigned long long)a->asked_entry) < 0 ||
+            !(url = agent_url(a, path)))
+                return;
+        if (a->state == VG_CV_START)
+                a->state = VG_CV_GET_QUOTE;
+        struct vg_http_client_request rq = {
+                .url = url,
+                .tls = a->tls,
+                .timeout_ms = (unsigned)(v->o.request_timeout * 1000),
+        };
+        vg_debug(VG_F("agent", a->id), "requesting quote: nonce %s mask 0x%x ima_ml_entry %llu",
+                 a->nonce, a->mask, (unsigned long long)a->asked_entry);
+        if (vg_http_client_send(v->client, &rq, on_quote, a, &a->call, &err) < 0) {
+                a->call = NULL;
+                comm_failure(a, vg_error_str(&err));
+        }
+}
