@@ -471,6 +471,71 @@ static const char *ima_from(const char *all, int n)
         return p;
 }
 
+static json_t *ima_quote(struct ctx *c, uint64_t entry, uint64_t *entry_out)
+{
+        char *target = tap_strf("/v2.1/quotes/integrity?nonce=s1&mask=0x400&ima_ml_entry=%llu",
+                                (unsigned long long)entry);
+        json_t *res = NULL;
+
+        get(c->agent_port, c->client, target, &res, NULL);
+        free(target);
+        *entry_out =
+            (uint64_t)json_integer_value(json_object_get(res, "ima_measurement_list_entry"));
+        return res;
+}
+
+/* The IMA list slices Keylime's agent gives: from an entry on, nothing when nothing is new,
+ * everything from entry 0 past the end; lines appended later or a list that starts over. */
+static void test_ima_slices(struct ctx *c, const char *ima)
+{
+        uint64_t lines = 0, got;
+        json_t *res;
+        char *text;
+
+        for (const char *p = ima; *p; p++)
+                lines += *p == '\n';
+        res = ima_quote(c, lines, &got);
+        is_str(jstr(res, "ima_measurement_list"), "",
+               "ima_ml_entry = number of entries: an empty list (nothing new yet)");
+        is_int((long long)got, (long long)lines, "and ima_measurement_list_entry %llu",
+               (unsigned long long)lines);
+        json_decref(res);
+        res = ima_quote(c, lines + 1, &got);
+        is_str(jstr(res, "ima_measurement_list"), ima,
+               "an entry past the end gives the whole list, as Keylime's agent does");
+        is_int((long long)got, 0, "with ima_measurement_list_entry 0");
+        json_decref(res);
+
+        /* Two entries and half of a third arrive; the half line is not sent. */
+        text = tap_strf("%s10 aa ima-ng sha256:01 /new1\n10 bb ima-ng sha256:02 /new2\n10 cc", ima);
+        tap_write_file(c->ima_path, text);
+        free(text);
+        res = ima_quote(c, lines, &got);
+        is_str(jstr(res, "ima_measurement_list"),
+               "10 aa ima-ng sha256:01 /new1\n10 bb ima-ng sha256:02 /new2\n",
+               "entries appended later come from where the last reply ended, complete lines only");
+        is_int((long long)got, (long long)lines, "from entry %llu", (unsigned long long)lines);
+        json_decref(res);
+        res = ima_quote(c, lines + 1, &got);
+        is_str(jstr(res, "ima_measurement_list"), "10 bb ima-ng sha256:02 /new2\n",
+               "and from the entry after it");
+        json_decref(res);
+
+        /* The list starts over (a shorter file): slices come from the new one. */
+        tap_write_file(c->ima_path, "10 dd ima-ng sha256:03 /a\n10 ee ima-ng sha256:04 /b\n");
+        res = ima_quote(c, 1, &got);
+        is_str(jstr(res, "ima_measurement_list"), "10 ee ima-ng sha256:04 /b\n",
+               "after the list shrank, entry 1 is the new list's second line");
+        json_decref(res);
+        res = ima_quote(c, 3, &got);
+        is_str(jstr(res, "ima_measurement_list"),
+               "10 dd ima-ng sha256:03 /a\n10 ee ima-ng sha256:04 /b\n",
+               "and an entry past its end gives it whole");
+        is_int((long long)got, 0, "from entry 0");
+        json_decref(res);
+        tap_write_file(c->ima_path, ima);
+}
+
 static void base_env(struct ctx *c, struct env *e, const char *data_dir, int registrar_port)
 {
         env_add(e, "VIGIL_CONF_DIR=%s/noconf", c->dir);
@@ -980,17 +1045,17 @@ int main(void)
         vg_quote_free(q);
         json_decref(res);
 
-        /* integrity quote, IMA from entry 5, no PCR 0 */
+        /* integrity quote, IMA from entry 1, no PCR 0 */
         code = get(c.agent_port, c.client,
-                   "/v2.1/quotes/integrity?nonce=N0nce42&mask=0x400&partial=0&ima_ml_entry=5", &res,
+                   "/v2.1/quotes/integrity?nonce=N0nce42&mask=0x400&partial=0&ima_ml_entry=1", &res,
                    NULL);
         is_int(code, 200, "GET /quotes/integrity mask 0x400");
         q = check_quote(res, aik, "N0nce42", pubkey, 0x400, "integrity");
         vg_quote_free(q);
         is_str(jstr(res, "pubkey"), pubkey, "partial=0 sends the pubkey");
-        is_str(jstr(res, "ima_measurement_list"), ima_from(ima, 5),
-               "ima_measurement_list is the list from line 5");
-        is_int(json_integer_value(json_object_get(res, "ima_measurement_list_entry")), 5,
+        is_str(jstr(res, "ima_measurement_list"), ima_from(ima, 1),
+               "ima_measurement_list is the list from its second line (entry 1)");
+        is_int(json_integer_value(json_object_get(res, "ima_measurement_list_entry")), 1,
                "ima_measurement_list_entry");
         ok(!json_object_get(res, "mb_measurement_list"), "no UEFI log without PCR 0");
         is_int(checkquote(c.dir, jstr(res, "quote"), aik, "N0nce42"), 0,
@@ -1012,10 +1077,7 @@ int main(void)
         free(mb_b64);
         json_decref(res);
 
-        code = get(c.agent_port, c.client,
-                   "/v2.1/quotes/integrity?nonce=x2&mask=0x400&ima_ml_entry=999999", &res, NULL);
-        is_str(jstr(res, "ima_measurement_list"), "", "an entry past the end gives an empty list");
-        json_decref(res);
+        test_ima_slices(&c, ima);
 
         /* bad parameters */
         static const struct {

@@ -46,8 +46,15 @@ struct vg_agent {
         bool mtls;             /* enable_agent_mtls */
 
         /* The IMA list and UEFI log, opened once before run_as drops root (securityfs files
-         * are root-only) and re-read from the start for each quote; -1 when absent. */
+         * are root-only); -1 when absent. The UEFI log is re-read for each quote. */
         int ima_fd, mb_fd;
+        /* Where entries of the IMA list start (entry number -> byte offset), so that a quote
+         * for ima_ml_entry=N reads on from the nearest known entry instead of from the top,
+         * as Keylime's agent does. A ring of the latest marks; emptied when the list shrinks. */
+        struct vg_agent_ima_mark {
+                uint64_t entry, offset; /* offset 0 means an unused slot */
+        } ima_marks[32];
+        unsigned ima_mark_next;
 
         struct vg_http_server *server;
         struct vg_agent_registration *reg;

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "cleanup.h"
@@ -184,26 +186,129 @@ static void get_identity_quote(struct vg_http_request *req, void *userdata)
         vg_http_reply_keylime(req, 200, "Success", res);
 }
 
-/* The IMA list from line `entry` on. Read after the quote: every entry the quote's PCR 10
- * covers is then in the text, so the verifier finds the quote's point in the log. Returns
- * -ENOENT when there is no list (IMA off), which leaves the fields out. */
-static int ima_slice(int fd, uint64_t entry, char **text)
+static void ima_marks_clear(struct vg_agent *a)
 {
-        _cleanup_free_ char *all = NULL;
-        size_t len;
+        memset(a->ima_marks, 0, sizeof(a->ima_marks));
+        a->ima_mark_next = 0;
+}
+
+static void ima_mark_add(struct vg_agent *a, uint64_t entry, uint64_t offset)
+{
+        if (entry == 0 || offset == 0)
+                return; /* entry 0 at offset 0 needs no mark */
+        for (size_t i = 0; i < VG_ARRAY_SIZE(a->ima_marks); i++)
+                if (a->ima_marks[i].offset && a->ima_marks[i].entry == entry) {
+                        a->ima_marks[i].offset = offset;
+                        return;
+                }
+        a->ima_marks[a->ima_mark_next] = (struct vg_agent_ima_mark){ entry, offset };
+        a->ima_mark_next = (a->ima_mark_next + 1) % VG_ARRAY_SIZE(a->ima_marks);
+}
+
+/* The nearest mark at or before entry that still sits just after a newline of the list; a
+ * list that shrank (reboot, rotation in a test) or whose bytes moved drops all marks. */
+static struct vg_agent_ima_mark ima_mark_find(struct vg_agent *a, int fd, uint64_t entry)
+{
+        struct vg_agent_ima_mark best = { 0, 0 };
+        struct stat st;
+        char c;
+
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+                for (size_t i = 0; i < VG_ARRAY_SIZE(a->ima_marks); i++)
+                        if (a->ima_marks[i].offset > (uint64_t)st.st_size) {
+                                ima_marks_clear(a);
+                                return best;
+                        }
+        for (size_t i = 0; i < VG_ARRAY_SIZE(a->ima_marks); i++) {
+                const struct vg_agent_ima_mark *m = &a->ima_marks[i];
+                if (m->offset && m->entry <= entry && m->entry > best.entry)
+                        best = *m;
+        }
+        if (best.offset && (pread(fd, &c, 1, (off_t)best.offset - 1) != 1 || c != '\n')) {
+                ima_marks_clear(a);
+                best = (struct vg_agent_ima_mark){ 0, 0 };
+        }
+        return best;
+}
+
+/* Everything from offset to the end of the file (securityfs files have no useful size). */
+static int read_from(int fd, uint64_t offset, size_t max, char **out, size_t *len)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0, cap = 0;
+
+        for (;;) {
+                if (cap - n < 65536) {
+                        cap = cap ? cap * 2 : 1u << 20;
+                        char *p = realloc(buf, cap + 1);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                }
+                ssize_t got = pread(fd, buf + n, cap - n, (off_t)(offset + n));
+                if (got < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (got == 0)
+                        break;
+                n += (size_t)got;
+                if (n > max)
+                        return -EFBIG;
+        }
+        buf[n] = '\0';
+        *out = TAKE_PTR(buf);
+        *len = n;
+        return 0;
+}
+
+/*
+ * The IMA list from entry *entry on, complete lines only (the kernel's file never shows half
+ * a line; a writer appending to a plain file might). Read after the quote: every entry the
+ * quote's PCR 10 covers is then in the text, so the verifier finds the quote's point in the
+ * log. As Keylime's agent: entry == number of entries gives an empty list (nothing new yet);
+ * an entry past that gives the whole list and *entry = 0 (the verifier then knows the list
+ * restarted). Returns -ENOENT when there is no list (IMA off), which leaves the fields out.
+ */
+static int ima_slice(struct vg_agent *a, uint64_t *entry, char **text)
+{
+        struct vg_agent_ima_mark m;
+        _cleanup_free_ char *buf = NULL;
+        const char *p, *end, *start = NULL;
+        uint64_t n;
+        size_t len = 0;
         int r;
 
-        if (fd < 0)
+        if (a->ima_fd < 0)
                 return -ENOENT;
-        r = vg_agent_read_fd(fd, IMA_LOG_MAX, &all, &len);
+        m = ima_mark_find(a, a->ima_fd, *entry);
+        r = read_from(a->ima_fd, m.offset, IMA_LOG_MAX, &buf, &len);
         if (r < 0)
                 return r;
-        const char *p = all, *end = all + len;
-        for (uint64_t i = 0; i < entry && p < end; i++) {
+        /* Count complete lines from the mark; note where the asked-for entry starts. */
+        p = buf;
+        end = buf + len;
+        n = m.entry;
+        for (;;) {
+                if (n == *entry)
+                        start = p;
                 const char *nl = memchr(p, '\n', (size_t)(end - p));
-                p = nl ? nl + 1 : end;
+                if (!nl)
+                        break;
+                p = nl + 1;
+                n++;
         }
-        *text = strdup(p);
+        /* p: just after the last complete line, which is entry n - 1. */
+        ima_mark_add(a, n, m.offset + (uint64_t)(p - buf));
+        if (!start) {
+                if (*entry == 0)
+                        return -EIO; /* cannot happen: entry 0 starts the file */
+                *entry = 0;
+                return ima_slice(a, entry, text);
+        }
+        ima_mark_add(a, *entry, m.offset + (uint64_t)(start - buf));
+        *text = strndup(start, (size_t)(p - start));
         return *text ? 0 : -ENOMEM;
 }
 
@@ -253,7 +358,7 @@ static void get_integrity_quote(struct vg_http_request *req, void *userdata)
 
         const char *ima = vg_config_string(a->cfg, "ima_ml_path");
         _cleanup_free_ char *text = NULL;
-        r = ima_slice(a->ima_fd, entry, &text);
+        r = ima_slice(a, &entry, &text);
         if (r == 0) {
                 json_object_set_new(res, "ima_measurement_list", json_string(text));
                 json_object_set_new(res, "ima_measurement_list_entry",
