@@ -111,7 +111,7 @@ struct sim {
         uint64_t requests, failures;
         /* self-check */
         unsigned sc_sent, sc_done, sc_ok, sc_bad;
-        struct event *timer, *growth, *sigint, *sigterm;
+        struct event *timer, *growth, *sigint, *sigterm, *sigusr1;
         int exit_code;
 };
 
@@ -757,6 +757,24 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(s->base);
 }
 
+/* SIGUSR1: the window starts again now (a driver script lines up several shards this way);
+ * the interval running across the restart still counts. */
+static void on_restart(evutil_socket_t fd, short what, void *arg)
+{
+        struct sim *s = arg;
+
+        (void)fd, (void)what;
+        if (!s->measuring)
+                return;
+        s->t_enrolled = now_s();
+        s->n_iv = 0;
+        s->requests = 0;
+        s->failures = 0;
+        for (unsigned i = 0; i < s->o.agents; i++)
+                s->agents[i].polls = 0;
+        fprintf(stderr, "fleet_sim: window restarted\n");
+}
+
 static void measure_start(struct sim *s)
 {
         struct timeval tv = { .tv_sec = (time_t)s->o.duration,
@@ -1116,6 +1134,7 @@ static void usage(FILE *f)
               "                      (signature, nonce, PCR digest, PCR 16, clock, IMA replay)\n"
               "  --report FILE       also write the result line there\n"
               "  --intervals FILE    write every measured interval (ms), one a line\n"
+              "SIGUSR1 restarts the measurement window; SIGINT/SIGTERM end it and report.\n"
               "Output: one JSON line per result on stdout.\n",
               f);
 }
@@ -1300,6 +1319,8 @@ int main(int argc, char **argv)
                 die("HTTP client: %s", vg_error_str(&err));
         s.sigint = evsignal_new(s.base, SIGINT, on_stop, &s);
         s.sigterm = evsignal_new(s.base, SIGTERM, on_stop, &s);
+        s.sigusr1 = evsignal_new(s.base, SIGUSR1, on_restart, &s);
+        event_add(s.sigusr1, NULL);
         event_add(s.sigint, NULL);
         event_add(s.sigterm, NULL);
 
@@ -1329,6 +1350,7 @@ int main(int argc, char **argv)
                 event_free(s.growth);
         event_free(s.sigint);
         event_free(s.sigterm);
+        event_free(s.sigusr1);
         event_base_free(s.base);
         SSL_CTX_free(s.server_tls);
         SSL_CTX_free(s.client_tls);
