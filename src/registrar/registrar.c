@@ -37,7 +37,7 @@ static const struct vg_config_option registrar_options[] = {
         { "data_dir", VG_CONFIG_PATH, "/var/lib/vigil",
           "state directory; where database_url = \"sqlite\" puts reg_data.sqlite" },
         { "database_url", VG_CONFIG_STRING, "sqlite",
-          "\"sqlite\", sqlite:////absolute/path, or a postgresql:// URL (not built yet)" },
+          "\"sqlite\", sqlite:////absolute/path, or postgresql://user:pass@host[:port]/db" },
         { "tpm_cert_store", VG_CONFIG_PATH, "/var/lib/vigil/tpm_cert_store",
           "directory of trusted EK root and intermediate CA certificates (PEM or DER)" },
         { "require_ek_cert", VG_CONFIG_BOOLEAN, "true",
@@ -65,7 +65,8 @@ static const struct vg_store_migration registrar_migrations[] = {
           " active INTEGER NOT NULL DEFAULT 0,"
           " regcount INTEGER NOT NULL DEFAULT 0,"
           " ek_verified INTEGER NOT NULL DEFAULT 0,"
-          " updated_at INTEGER NOT NULL DEFAULT 0)" },
+          " updated_at BIGINT NOT NULL DEFAULT 0)" }, /* BIGINT: was INTEGER before PostgreSQL
+                                                       * existed; the same column in SQLite */
 };
 
 static const char *const api_versions[] = { VG_REGISTRAR_API_VERSIONS };
