@@ -201,7 +201,8 @@ int vg_ima_verify(const struct vg_ima_policy *p, struct vg_ima_state *st, const 
 /* ---- Parsing alone (policy generation, tests, fuzzing) ------------------------------------- */
 
 typedef int (*vg_ima_entry_fn)(const struct vg_ima_entry *e, void *userdata);
-/* Call fn for each entry of an ASCII list; stops at the first malformed line with -EBADMSG
- * naming its line number and what was wrong, or when fn returns < 0 (that value). */
+/* Call fn (may be NULL: only check) for each entry of an ASCII list; stops at the first
+ * malformed line with -EBADMSG naming its line number and what was wrong, or when fn returns
+ * < 0 (that value). Empty lines are skipped (but counted in line numbers). */
 int vg_ima_parse_log(const char *log, size_t len, vg_ima_entry_fn fn, void *userdata,
                      struct vg_error *err);

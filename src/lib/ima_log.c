@@ -354,7 +354,7 @@ int vg_ima_parse_log(const char *log, size_t len, vg_ima_entry_fn fn, void *user
                         r = vg_error_set(err, r, "IMA log %s", ps.msg);
                         break;
                 }
-                if ((r = fn(&e, userdata)) < 0)
+                if (fn && (r = fn(&e, userdata)) < 0)
                         break;
         }
         free(ps.scratch);
