@@ -133,13 +133,27 @@ V1=$(ticks $VPID); R1=$(ticks $RPID); S1=0
 for p in $SIMPIDS; do S1=$((S1 + $(ticks $p))); done
 T1=$(date +%s.%N)
 VRSS=$(rss $VPID)
+# The verdicts: every agent must be attesting, not merely polled.
+STATUS=$(curl -s --max-time 60 --cacert "$T/ca/cacert.crt" --cert "$T/ca/client-cert.crt" \
+        --key "$T/ca/client-private.pem" "https://127.0.0.1:$VPORT/v2.5/agents/?bulk=true" |
+        /usr/bin/python3 -c '
+import json, sys, collections
+try:
+    r = json.load(sys.stdin)["results"]
+    c = collections.Counter(str(a.get("attestation_status")) for a in r.values())
+    print(c.get("PASS", 0), c.get("FAIL", 0), sum(c.values()) - c.get("PASS", 0) - c.get("FAIL", 0))
+except Exception:
+    print("-1 -1 -1")')
+set -- $STATUS
+APASS=$1 AFAIL=$2 AOTHER=$3
 for p in $SIMPIDS; do kill -TERM "$p"; done
 for p in $SIMPIDS; do wait "$p" || true; done
 
 cat "$T"/iv*.txt | sort -n >"$T/all.txt"
 awk -v agents="$AGENTS" -v shards="$SHARDS" -v interval="$INTERVAL" -v secs="$SECONDS_" \
     -v vcpu=$(( V1 - V0 )) -v rcpu=$(( R1 - R0 )) -v scpu=$(( S1 - S0 )) -v hz="$HZ" \
-    -v t0="$T0" -v t1="$T1" -v vrss="$VRSS" -v ak="$AK" -v simfiles="$(cat "$T"/sim*.json | tr '\n' ' ')" '
+    -v t0="$T0" -v t1="$T1" -v vrss="$VRSS" -v ak="$AK" \
+    -v apass="$APASS" -v afail="$AFAIL" -v aother="$AOTHER" -v simfiles="$(cat "$T"/sim*.json | tr '\n' ' ')" '
 function pct(q,   i) { i = int(q * n + 0.999999); if (i < 1) i = 1; return n ? v[i] : 0 }
 { v[++n] = $1 }
 END {
@@ -159,11 +173,12 @@ END {
         s = simfiles
         while (match(s, /"enrol_s":[0-9.]+/)) { x = substr(s, RSTART + 10, RLENGTH - 10); if (x > enrol_s) enrol_s = x; s = substr(s, RSTART + RLENGTH) }
         p99 = pct(0.99)
-        ok = (p99 <= interval * 1250 && enrolled == agents && never == 0 && n > 0) ? "true" : "false"
+        ok = (p99 <= interval * 1250 && enrolled == agents && never == 0 && n > 0 && apass == agents) ? "true" : "false"
         printf "{\"bench\":\"verifier_scale\",\"agents\":%d,\"ak\":\"%s\",\"shards\":%d,\"quote_interval_s\":%s,", agents, ak, shards, interval
         printf "\"enrolled\":%d,\"enrol_failed\":%d,\"enrol_s\":%s,\"window_s\":%.1f,\"requests\":%d,\"intervals\":%d,", enrolled, failed, enrol_s, w, reqs, n
         printf "\"interval_ms\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"max\":%.1f},", pct(0.5), pct(0.9), p99, n ? v[n] : 0
         printf "\"never_polled\":%d,\"sim_failures\":%d,", never, fails
+        printf "\"attestation\":{\"pass\":%d,\"fail\":%d,\"other\":%d},", apass, afail, aother
         printf "\"verifier_cpu_pct\":%.1f,\"verifier_rss_kb\":%d,\"registrar_cpu_pct\":%.1f,\"sim_cpu_pct\":%.1f,", 100 * vcpu / hz / w, vrss, 100 * rcpu / hz / w, 100 * scpu / hz / w
         printf "\"pass\":%s}\n", ok
         exit (ok == "true" ? 0 : 1)
