@@ -182,6 +182,7 @@ static void create_help(FILE *out)
 struct progress {
         bool tty;
         bool drawn;
+        bool finished; /* the 100% line was drawn */
         struct timespec last;
 };
 
@@ -191,7 +192,7 @@ static void progress_cb(uint64_t done, uint64_t total, void *ud)
         struct timespec now;
         int width = 30, fill;
 
-        if (!pg->tty)
+        if (!pg->tty || (done == total && pg->finished))
                 return;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (done < total && pg->drawn &&
@@ -207,6 +208,7 @@ static void progress_cb(uint64_t done, uint64_t total, void *ud)
         if (done == total) {
                 fputc('\n', stderr);
                 pg->drawn = false;
+                pg->finished = true;
         }
 }
 

@@ -703,8 +703,8 @@ static int ima_entry(const struct vg_ima_entry *e, void *ud)
         _cleanup_free_ char *hex = NULL;
         enum vg_policy_map map = VG_POLICY_DIGESTS;
 
-        if (e->violation)
-                return 0; /* an all-zero ToMToU record says nothing about the file */
+        /* Violation records (all-zero template hash) are taken as they are, as keylime-policy
+         * does: their digest is what the log says (zeros for a boot_aggregate without TPM). */
         if (!c->template_hash_len)
                 c->template_hash_len = e->template_hash_len;
         if (e->tpl == VG_IMA_TPL_BUF) {
