@@ -139,8 +139,9 @@ static char *public_pem(const char *key_pem)
         return res;
 }
 
-/* {"cert_serial": <decimal>, "subject": "CN=..."} as Keylime's metadata (serial a JSON number,
- * however long). */
+/* {"cert_serial": "<decimal>", "subject": "CN=..."}: Keylime's metadata. Keylime writes the
+ * serial as a JSON number; a 159-bit number does not fit the 64-bit integers of JSON parsers
+ * such as jansson (vigil-verifier refuses it), so it goes as a decimal string. */
 static char *metadata_json(const char *cert_pem)
 {
         BIO *in = BIO_new_mem_buf(cert_pem, -1);
@@ -153,7 +154,7 @@ static char *metadata_json(const char *cert_pem)
 
         json_decref(js);
         if (dec && subj_json &&
-            asprintf(&res, "{\"cert_serial\": %s, \"subject\": %s}", dec, subj_json) < 0)
+            asprintf(&res, "{\"cert_serial\": \"%s\", \"subject\": %s}", dec, subj_json) < 0)
                 res = NULL;
         free(subj_json);
         free(subject);
