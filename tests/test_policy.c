@@ -13,6 +13,7 @@
 #include <archive_entry.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "dsse.h"
 #include "encoding.h"
@@ -563,6 +564,90 @@ static void ima_accepts(const char *path, const char *what)
         free(text);
 }
 
+/* An ima-buf line as the kernel writes it: template data d-ng | n-ng | buf (little-endian u32
+ * lengths), template hash SHA-1 over it. */
+static char *ima_buf_line(const char *name, const void *buf, size_t len)
+{
+        unsigned char d[32], td[4096], th[20];
+        size_t n = 0;
+        uint32_t l;
+        char *dhex, *thex, *bhex, *line;
+
+        SHA256(buf, len, d);
+        l = 7 + 1 + 32; /* "sha256:" NUL digest */
+        memcpy(td + n, &l, 4), n += 4;
+        memcpy(td + n, "sha256:", 8), n += 8;
+        memcpy(td + n, d, 32), n += 32;
+        l = (uint32_t)strlen(name) + 1;
+        memcpy(td + n, &l, 4), n += 4;
+        memcpy(td + n, name, l), n += l;
+        l = (uint32_t)len;
+        memcpy(td + n, &l, 4), n += 4;
+        memcpy(td + n, buf, len), n += len;
+        SHA1(td, n, th);
+        dhex = vg_hex_encode(d, 32);
+        thex = vg_hex_encode(th, 20);
+        bhex = vg_hex_encode(buf, len);
+        line = tap_strf("10 %s ima-buf sha256:%s %s %s\n", thex, dhex, name, bhex);
+        free(dhex);
+        free(thex);
+        free(bhex);
+        return line;
+}
+
+static void test_ima_buf(void)
+{
+        char *cmd = tap_strf("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                             "-keyout '%s/imakey.pem' -subj /CN=ima -days 2 -outform DER -out "
+                             "'%s/ima.der' 2>/dev/null",
+                             dir, dir);
+        size_t der_len = 0;
+        char *der, *log, *out = P("imabuf.json"), *o, *kh, *bh;
+        json_t *pol;
+        int st;
+
+        is_int(sh(cmd, NULL), 0, "ima-buf: openssl makes a DER certificate");
+        der = tap_read_file(P("ima.der"), &der_len);
+        log = tap_strf("%s%s", ima_buf_line(".ima", der, der_len),
+                       ima_buf_line("kernel_version", "6.1.0", 5));
+        tap_write_file(P("imabuf.log"), log);
+        kh = md_hex("sha256", der, der_len);
+        bh = md_hex("sha256", "6.1.0", 5);
+
+        o = run(&st, "create", "-m", P("imabuf.log"), "-o", out, NULL);
+        pol = load(out);
+        is_int(st, 0, "ima-buf: create -m exits 0 (%s)", o);
+        ok(json_object_size(json_object_get(pol, "keyrings")) == 0 &&
+               json_object_size(json_object_get(pol, "ima-buf")) == 0 &&
+               json_object_size(json_object_get(pol, "digests")) == 0,
+           "ima-buf: without -k/-b nothing is taken from ima-buf entries");
+        json_decref(pol);
+        free(o);
+        o = run(&st, "create", "-m", P("imabuf.log"), "-k", "-b", "-o", out, NULL);
+        pol = load(out);
+        is_str(digest0(pol, "keyrings", ".ima"), kh,
+               "ima-buf -k: the certificate measured into .ima goes to keyrings");
+        is_str(digest0(pol, "ima-buf", "kernel_version"), bh,
+               "ima-buf -b: other buffers go to ima-buf");
+        ok(!json_object_get(json_object_get(pol, "ima-buf"), ".ima"),
+           "ima-buf: a key never goes to ima-buf");
+        ima_accepts(out, "ima-buf policy");
+        json_decref(pol);
+        free(o);
+        o = run(&st, "create", "-m", P("imabuf.log"), "-k", "--ignored-keyring", ".ima", "-o", out,
+                NULL);
+        pol = load(out);
+        ok(json_object_size(json_object_get(pol, "keyrings")) == 0,
+           "ima-buf: an ignored keyring is not recorded");
+        is_str(json_string_value(json_array_get(
+                   json_object_get(json_object_get(pol, "ima"), "ignored_keyrings"), 0)),
+               ".ima", "ima-buf: and is listed in ima.ignored_keyrings");
+        json_decref(pol);
+        free(o);
+        free(kh);
+        free(bh);
+}
+
 static void test_allowlists(void)
 {
         char *out = P("conv.json"), *o;
@@ -623,6 +708,8 @@ static void test_allowlists(void)
                 json_decref(base);
                 free(o);
         }
+
+        test_ima_buf();
 
         /* A legacy JSON allowlist {"hashes": ...} and an exclude list. */
         tap_write_file(P("legacy.json"),
