@@ -191,7 +191,10 @@ static void on_agent_notified(struct vg_http_response *resp, const struct vg_err
 {
         char *id = userdata;
 
-        if (!resp || resp->status != 200)
+        if (resp && resp->status == 404)
+                vg_info(VG_F("agent", id), "the agent does not take revocation notifications (404: "
+                                           "enable_revocation_notifications is off there)");
+        else if (!resp || resp->status != 200)
                 vg_warn(VG_F("agent", id), "revocation notification not accepted: %s",
                         resp ? (const char *)resp->body : vg_error_str(err));
         else
