@@ -8,6 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "encoding.h"
+#include "ima.h"
 #include "stack.h"
 #include "tap.h"
 
@@ -270,6 +274,39 @@ static bool wait_cvstatus(struct vg_stack *s, const char *needle, double secs)
         return false;
 }
 
+/* The policy the verifier stored is the allowlist converted: parse it with the verifier's
+ * own policy reader and count what it holds. */
+static void check_policy(const char *out, size_t digests, size_t excludes)
+{
+        const char *brace = strchr(out, '{');
+        json_t *j = brace ? json_loads(brace, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+        const char *b64 =
+            json_string_value(json_object_get(json_object_get(j, "results"), "runtime_policy"));
+        uint8_t *raw = NULL;
+        size_t len = 0;
+        struct vg_ima_policy *p = NULL;
+        struct vg_error err = { 0 };
+
+        /* Keylime's GET returns the policy text as stored; accept base64 of it too. */
+        if (b64 && b64[0] == '{') {
+                raw = (uint8_t *)strdup(b64);
+                len = strlen(b64);
+        } else if (b64) {
+                vg_b64_decode(b64, strlen(b64), VG_B64_STD, &raw, &len);
+        }
+        ok(raw != NULL, "showruntimepolicy prints the stored runtime policy");
+        ok(raw && vg_ima_policy_parse((const char *)raw, len, &p, &err) == 0,
+           "the converted allowlist is a runtime policy JSON v1 the verifier's reader accepts "
+           "(%s)",
+           vg_error_str(&err));
+        is_int(p ? vg_ima_policy_digest_count(p) : 0, digests, "... with the allowlist's digests");
+        is_int(p ? vg_ima_policy_exclude_count(p) : 0, excludes, "... and the exclude list");
+        if (p)
+                vg_ima_policy_unref(p);
+        free(raw);
+        json_decref(j);
+}
+
 static void test_with_verifier(void)
 {
         struct vg_stack *s;
@@ -334,8 +371,14 @@ static void test_with_verifier(void)
         free(out);
 
         /* Named runtime policies. */
+        char *allow2 = tap_strf("%s/allowlist2.txt", s->dir);
+        tap_write_file(allow2, "# generated\n"
+                               "aa1f9ee82e9fc2b2f8ab2b5fa6cba3e5f9c3d8b2a4e6c1d0f7e8a9b0c1d2e3f4 "
+                               "/usr/bin/bash\n"
+                               "AB1F9EE82E9FC2B2F8AB2B5FA6CBA3E5F9C3D8B2A4E6C1D0F7E8A9B0C1D2E3F4 "
+                               "/usr/bin/with space\n");
         is_int(T(s, &out, "-c", "addruntimepolicy", "--runtime-policy-name", "pol1", "--allowlist",
-                 allow, "--exclude", excl),
+                 allow2, "--exclude", excl),
                0, "addruntimepolicy exits 0");
         free(out);
         is_int(T(s, &out, "-c", "listruntimepolicy"), 0, "listruntimepolicy exits 0");
@@ -344,6 +387,7 @@ static void test_with_verifier(void)
         is_int(T(s, &out, "-c", "showruntimepolicy", "--runtime-policy-name", "pol1"), 0,
                "showruntimepolicy exits 0");
         contains(out, "runtime_policy", "... and prints it");
+        check_policy(out, 2, 2);
         free(out);
         is_int(T(s, &out, "-c", "deleteruntimepolicy", "--runtime-policy-name", "pol1"), 0,
                "deleteruntimepolicy exits 0");
@@ -390,6 +434,7 @@ static void test_with_verifier(void)
         free(ca);
         free(payload);
         free(allow);
+        free(allow2);
         free(excl);
         vg_stack_free(s);
 }
