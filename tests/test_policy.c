@@ -24,21 +24,43 @@
 static char *dir;       /* test-wide temporary directory */
 static const char *cli; /* the vigil binary */
 
+/* Test strings live until the end: kept here so that LeakSanitizer sees them reachable. */
+static void **kept;
+static size_t n_kept;
+
+static void *gc(void *p)
+{
+        void **v = realloc(kept, (n_kept + 1) * sizeof(*v));
+
+        if (!v)
+                tap_bail("out of memory");
+        kept = v;
+        kept[n_kept++] = p;
+        return p;
+}
+
+#define fmt(...)    ((char *)gc(tap_strf(__VA_ARGS__)))
+#define rd(...)     ((char *)gc(tap_read_file(__VA_ARGS__)))
+#define shared(rel) ((char *)gc(tap_shared_data(rel)))
+
 static char *P(const char *rel)
 {
-        return tap_strf("%s/%s", dir, rel);
+        return fmt("%s/%s", dir, rel);
 }
 
 static int sh(const char *cmd, char **output)
 {
         char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)cmd, NULL };
+        int st = tap_run(argv, output);
 
-        return tap_run(argv, output);
+        if (output && *output)
+                gc(*output);
+        return st;
 }
 
 static void mkdirs(const char *path)
 {
-        char *cmd = tap_strf("mkdir -p '%s'", path);
+        char *cmd = fmt("mkdir -p '%s'", path);
 
         if (sh(cmd, NULL) != 0)
                 tap_bail("mkdir -p %s failed", path);
@@ -47,7 +69,7 @@ static void mkdirs(const char *path)
 
 static void put(const char *root, const char *rel, const void *data, size_t len)
 {
-        char *path = tap_strf("%s/%s", root, rel), *slash = strrchr(path, '/');
+        char *path = fmt("%s/%s", root, rel), *slash = strrchr(path, '/');
         int fd;
 
         *slash = '\0';
@@ -70,7 +92,7 @@ static char *md_hex(const char *alg, const void *data, size_t len)
                 tap_bail("EVP_Digest %s", alg);
         for (unsigned i = 0; i < n; i++)
                 sprintf(hex + 2 * i, "%02x", d[i]);
-        return hex;
+        return gc(hex);
 }
 
 static json_t *load(const char *path)
@@ -198,11 +220,11 @@ static void test_rootfs(void)
         put(root, "tmp/t", "skipped by default", 18);
         put(root, "opt/nobody.txt", "not root's", 10);
         mkdirs(P("pub"));
-        cmd = tap_strf("chmod 0755 '%s' && chmod 0777 '%s/pub' && ln -s a '%s/usr/bin/link' && "
-                       "ln -s lib '%s/usr/dirlink' && mkfifo '%s/usr/bin/fifo' && "
-                       "ln -s /etc/passwd '%s/etc/passwd'%s",
-                       dir, dir, root, root, root, root,
-                       am_root ? tap_strf(" && chown 65534 '%s/opt/nobody.txt'", root) : "");
+        cmd = fmt("chmod 0755 '%s' && chmod 0777 '%s/pub' && ln -s a '%s/usr/bin/link' && "
+                  "ln -s lib '%s/usr/dirlink' && mkfifo '%s/usr/bin/fifo' && "
+                  "ln -s /etc/passwd '%s/etc/passwd'%s",
+                  dir, dir, root, root, root, root,
+                  am_root ? fmt(" && chown 65534 '%s/opt/nobody.txt'", root) : "");
         is_int(sh(cmd, NULL), 0, "rootfs: test tree with symlinks and a fifo");
 
         /* Default: root-owned regular files; symlinks, fifo, /proc, /tmp left out. */
@@ -254,12 +276,12 @@ static void test_rootfs(void)
         free(o);
 
         /* An unreadable file is reported and counted, not fatal. */
-        cmd = am_root ? tap_strf("chmod 000 '%s/etc/secret' && setpriv --reuid=65534 --regid=65534 "
-                                 "--clear-groups '%s' policy create --rootfs '%s' -o '%s'",
-                                 root, cli, root, out_nobody)
-                      : tap_strf("chmod 000 '%s/etc/secret' && '%s' policy create --rootfs '%s' "
-                                 "--all-owners -o '%s'",
-                                 root, cli, root, out_nobody);
+        cmd = am_root ? fmt("chmod 000 '%s/etc/secret' && setpriv --reuid=65534 --regid=65534 "
+                            "--clear-groups '%s' policy create --rootfs '%s' -o '%s'",
+                            root, cli, root, out_nobody)
+                      : fmt("chmod 000 '%s/etc/secret' && '%s' policy create --rootfs '%s' "
+                            "--all-owners -o '%s'",
+                            root, cli, root, out_nobody);
         o = NULL;
         is_int(sh(cmd, &o), 0, "rootfs: an unreadable file does not fail the run");
         contains(o, "etc/secret: cannot read: Permission denied",
@@ -273,7 +295,7 @@ static void test_rootfs(void)
         }
         json_decref(pol);
         free(o);
-        sh(tap_strf("chmod 644 '%s/etc/secret'", root), NULL);
+        sh(fmt("chmod 644 '%s/etc/secret'", root), NULL);
 
         /* sha1 is refused unless forced; sha384/512 work. */
         o = run(&st, "create", "--rootfs", root, "--hash-alg", "sha1", "-o", out_json, NULL, NULL,
@@ -311,9 +333,8 @@ static void test_rootfs(void)
         free(o);
 
         /* A progress bar appears on a terminal. */
-        cmd = tap_strf(
-            "script -qec \"'%s' policy create --rootfs '%s' --all-owners -o '%s'\" /dev/null", cli,
-            root, out_json);
+        cmd = fmt("script -qec \"'%s' policy create --rootfs '%s' --all-owners -o '%s'\" /dev/null",
+                  cli, root, out_json);
         o = NULL;
         if (access("/usr/bin/script", X_OK) == 0) {
                 sh(cmd, &o);
@@ -374,7 +395,7 @@ static char *sorted(const char *text)
         char *in = P("sort-in"), *cmd, *out = NULL;
 
         tap_write_file(in, text);
-        cmd = tap_strf("LC_ALL=C sort '%s'", in);
+        cmd = fmt("LC_ALL=C sort '%s'", in);
         sh(cmd, &out);
         free(cmd);
         return out;
@@ -390,18 +411,17 @@ static void test_flat_and_initramfs(void)
         /* A tree of root-owned (or, not as root, --all-owners) files and its sha256sum. */
         for (size_t i = 0; i < sizeof(tree) / sizeof(tree[0]); i++) {
                 put(img, tree[i].rel, tree[i].data, tree[i].len);
-                names[n] = tap_strf(i % 2 ? "./%s" : "%s", tree[i].rel); /* both cpio spellings */
+                names[n] = fmt(i % 2 ? "./%s" : "%s", tree[i].rel); /* both cpio spellings */
                 datas[n] = tree[i].data;
                 lens[n++] = tree[i].len;
         }
         o = run(&st, "create", "--rootfs", img, "--all-owners", "--flat", "-o", flat, NULL, NULL,
                 NULL);
         is_int(st, 0, "flat: create --flat exits 0");
-        tree_flat = tap_read_file(flat, NULL);
-        cmd = tap_strf(
-            "cd '%s' && find . -type f -print0 | xargs -0 sha256sum | sed -e 's#  \\./#  /#' "
-            "-e 's#/etc/my file.conf#/etc/my_file.conf#'",
-            img);
+        tree_flat = rd(flat, NULL);
+        cmd = fmt("cd '%s' && find . -type f -print0 | xargs -0 sha256sum | sed -e 's#  \\./#  /#' "
+                  "-e 's#/etc/my file.conf#/etc/my_file.conf#'",
+                  img);
         want = NULL;
         sh(cmd, &want);
         got = sorted(tree_flat);
@@ -410,10 +430,10 @@ static void test_flat_and_initramfs(void)
 
         /* The same files as an initramfs: plain, gzip, xz, zstd. */
         write_cpio(P("main.cpio"), names, datas, lens, n, true);
-        cmd = tap_strf("cd '%s' && gzip -9 -n -k -c main.cpio > main.cpio.gz && "
-                       "xz --check=crc32 -k -c main.cpio > main.cpio.xz && "
-                       "zstd -q -c main.cpio > main.cpio.zst",
-                       dir);
+        cmd = fmt("cd '%s' && gzip -9 -n -k -c main.cpio > main.cpio.gz && "
+                  "xz --check=crc32 -k -c main.cpio > main.cpio.xz && "
+                  "zstd -q -c main.cpio > main.cpio.zst",
+                  dir);
         is_int(sh(cmd, NULL), 0, "initramfs: compressed with gzip, xz and zstd");
         const char *variants[] = { "main.cpio", "main.cpio.gz", "main.cpio.xz", "main.cpio.zst" };
 
@@ -421,7 +441,7 @@ static void test_flat_and_initramfs(void)
                 o = run(&st, "create", "--ramdisk", P(variants[i]), "--flat", "-o", flat, NULL,
                         NULL, NULL, NULL);
                 is_int(st, 0, "initramfs %s: exit 0", variants[i]);
-                is_str(tap_read_file(flat, NULL), tree_flat,
+                is_str(rd(flat, NULL), tree_flat,
                        "initramfs %s: the same digests as the tree it came from", variants[i]);
                 free(o);
         }
@@ -439,10 +459,9 @@ static void test_flat_and_initramfs(void)
 
                 write_cpio(P("early1.cpio"), mn, md, ml, 1, false);
                 write_cpio(P("early2.cpio"), an, ad, al, 1, false);
-                cmd = tap_strf(
-                    "cd '%s' && { cat early1.cpio; head -c 200 /dev/zero; cat early2.cpio; "
-                    "head -c 512 /dev/zero; cat main.cpio.zst; } > initrd.img",
-                    dir);
+                cmd = fmt("cd '%s' && { cat early1.cpio; head -c 200 /dev/zero; cat early2.cpio; "
+                          "head -c 512 /dev/zero; cat main.cpio.zst; } > initrd.img",
+                          dir);
                 is_int(sh(cmd, NULL), 0, "initramfs: early microcode image assembled");
                 o = run(&st, "create", "--ramdisk", combo, "-o", P("combo.json"), NULL, NULL, NULL,
                         NULL, NULL);
@@ -464,12 +483,12 @@ static void test_flat_and_initramfs(void)
                 o = run(&st, "create", "--ramdisk-dir", dir, "--flat", "-o", flat, NULL, NULL, NULL,
                         NULL);
                 is_int(st, 0, "initramfs --ramdisk-dir: exit 0");
-                contains(tap_read_file(flat, NULL), "  /kernel/x86/microcode/AuthenticAMD.bin",
+                contains(rd(flat, NULL), "  /kernel/x86/microcode/AuthenticAMD.bin",
                          "initramfs --ramdisk-dir: found initrd.img");
                 free(o);
 
                 /* Damage is named with the offset of the archive that holds it. */
-                cmd = tap_strf(
+                cmd = fmt(
                     "cd '%s' && head -c $(($(stat -c %%s initrd.img) - 40)) initrd.img > bad.img",
                     dir);
                 sh(cmd, NULL);
@@ -554,7 +573,7 @@ static void check_complete(json_t *pol, const char *what)
 static void ima_accepts(const char *path, const char *what)
 {
         size_t len = 0;
-        char *text = tap_read_file(path, &len);
+        char *text = rd(path, &len);
         struct vg_ima_policy *ip = NULL;
         struct vg_error err = { 0 };
 
@@ -588,7 +607,7 @@ static char *ima_buf_line(const char *name, const void *buf, size_t len)
         dhex = vg_hex_encode(d, 32);
         thex = vg_hex_encode(th, 20);
         bhex = vg_hex_encode(buf, len);
-        line = tap_strf("10 %s ima-buf sha256:%s %s %s\n", thex, dhex, name, bhex);
+        line = fmt("10 %s ima-buf sha256:%s %s %s\n", thex, dhex, name, bhex);
         free(dhex);
         free(thex);
         free(bhex);
@@ -597,19 +616,19 @@ static char *ima_buf_line(const char *name, const void *buf, size_t len)
 
 static void test_ima_buf(void)
 {
-        char *cmd = tap_strf("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-                             "-keyout '%s/imakey.pem' -subj /CN=ima -days 2 -outform DER -out "
-                             "'%s/ima.der' 2>/dev/null",
-                             dir, dir);
+        char *cmd = fmt("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                        "-keyout '%s/imakey.pem' -subj /CN=ima -days 2 -outform DER -out "
+                        "'%s/ima.der' 2>/dev/null",
+                        dir, dir);
         size_t der_len = 0;
         char *der, *log, *out = P("imabuf.json"), *o, *kh, *bh;
         json_t *pol;
         int st;
 
         is_int(sh(cmd, NULL), 0, "ima-buf: openssl makes a DER certificate");
-        der = tap_read_file(P("ima.der"), &der_len);
-        log = tap_strf("%s%s", ima_buf_line(".ima", der, der_len),
-                       ima_buf_line("kernel_version", "6.1.0", 5));
+        der = rd(P("ima.der"), &der_len);
+        log = fmt("%s%s", ima_buf_line(".ima", der, der_len),
+                  ima_buf_line("kernel_version", "6.1.0", 5));
         tap_write_file(P("imabuf.log"), log);
         kh = md_hex("sha256", der, der_len);
         bh = md_hex("sha256", "6.1.0", 5);
@@ -654,8 +673,8 @@ static void test_allowlists(void)
         json_t *pol;
         int st;
 
-        o = run(&st, "convert", "-a", tap_shared_data("policy/keylime-allowlist-short.txt"), "-o",
-                out, NULL, NULL, NULL, NULL);
+        o = run(&st, "convert", "-a", shared("policy/keylime-allowlist-short.txt"), "-o", out, NULL,
+                NULL, NULL, NULL);
         is_int(st, 0, "convert allowlist-short: exit 0");
         pol = load(out);
         check_complete(pol, "convert allowlist-short");
@@ -679,11 +698,11 @@ static void test_allowlists(void)
         const char *algs[] = { "sha1", "sha256", "sha384", "sha512" };
 
         for (size_t i = 0; i < 4; i++) {
-                char *al = tap_shared_data(tap_strf("policy/keylime-allowlist-%s.txt", algs[i]));
-                char *bp = tap_shared_data(tap_strf("policy/keylime-policy-%s.json", algs[i]));
-                char *log = tap_shared_data(tap_strf("ima/keylime-ima-log-%s.ascii", algs[i]));
+                char *al = shared(fmt("policy/keylime-allowlist-%s.txt", algs[i]));
+                char *bp = shared(fmt("policy/keylime-policy-%s.json", algs[i]));
+                char *log = shared(fmt("ima/keylime-ima-log-%s.ascii", algs[i]));
                 json_t *base = load(bp), *fromlog;
-                char *text = tap_read_file(al, NULL), *sp = strchr(text, ' ');
+                char *text = rd(al, NULL), *sp = strchr(text, ' ');
 
                 *sp = '\0';
                 o = run(&st, "create", "-a", al, "-p", bp, "-o", out, NULL, NULL, NULL, NULL);
@@ -703,7 +722,7 @@ static void test_allowlists(void)
                        "%s: the IMA log's /data digest equals the allowlist's", algs[i]);
                 ok(digest0(fromlog, "digests", "boot_aggregate") != NULL,
                    "%s: boot_aggregate comes from the IMA log", algs[i]);
-                ima_accepts(out, tap_strf("%s: policy from the IMA log", algs[i]));
+                ima_accepts(out, fmt("%s: policy from the IMA log", algs[i]));
                 json_decref(fromlog);
                 json_decref(base);
                 free(o);
@@ -750,8 +769,8 @@ static void test_allowlists(void)
         is_int(st, 1, "bad base policy: exit 1");
         contains(o, "digests./x[0]", "bad base policy: the JSON path is named");
         free(o);
-        o = run(&st, "convert", "-a", tap_shared_data("policy/keylime-runtime-policy.json"), NULL,
-                NULL, NULL, NULL, NULL, NULL, NULL);
+        o = run(&st, "convert", "-a", shared("policy/keylime-runtime-policy.json"), NULL, NULL,
+                NULL, NULL, NULL, NULL, NULL);
         contains(o, "already a runtime policy",
                  "convert of a runtime policy: told to use it as a base");
         free(o);
@@ -763,8 +782,8 @@ static void test_allowlists(void)
 static char *b64_file(const char *path)
 {
         size_t len = 0;
-        char *data = tap_read_file(path, &len);
-        char *b = vg_b64_encode(data, len, VG_B64_STD);
+        char *data = rd(path, &len);
+        char *b = (char *)gc(vg_b64_encode(data, len, VG_B64_STD));
 
         free(data);
         return b;
@@ -772,7 +791,7 @@ static char *b64_file(const char *path)
 
 static void test_dsse(void)
 {
-        char *policy = tap_shared_data("policy/keylime-runtime-policy.json");
+        char *policy = shared("policy/keylime-runtime-policy.json");
         char *key = P("k.pem"), *pub = P("pub.pem"), *env = P("signed.json"), *o, *cmd;
         json_t *e;
         int st;
@@ -781,14 +800,14 @@ static void test_dsse(void)
         is_int(st, 0, "sign: a new key and an envelope");
         is_int(tap_file_mode(key), 0600, "sign: the new key file is 0600");
         free(o);
-        cmd = tap_strf("openssl ec -in '%s' -pubout -out '%s' 2>&1", key, pub);
+        cmd = fmt("openssl ec -in '%s' -pubout -out '%s' 2>&1", key, pub);
         is_int(sh(cmd, NULL), 0, "openssl reads the key we wrote");
         e = load(env);
         is_str(json_string_value(json_object_get(e, "payloadType")), VG_DSSE_KEYLIME_PAYLOAD_TYPE,
                "sign: payloadType is Keylime's");
         {
                 size_t len = 0;
-                char *pem = tap_read_file(pub, &len), *want = md_hex("sha256", pem, len);
+                char *pem = rd(pub, &len), *want = md_hex("sha256", pem, len);
 
                 is_str(json_string_value(json_object_get(
                            json_array_get(json_object_get(e, "signatures"), 0), "keyid")),
@@ -802,7 +821,7 @@ static void test_dsse(void)
                 NULL, NULL);
         is_int(st, 0, "verify with the public key: valid");
         contains(o, "valid signature by keyid", "verify: says valid");
-        is_str(tap_read_file(P("verified.json"), NULL), tap_read_file(policy, NULL),
+        is_str(rd(P("verified.json"), NULL), rd(policy, NULL),
                "verify -o: the verified policy is written");
         free(o);
         o = run(&st, "verify", "-r", env, "-k", key, NULL, NULL, NULL, NULL, NULL, NULL);
@@ -814,7 +833,7 @@ static void test_dsse(void)
                 const char *sig = json_string_value(
                     json_object_get(json_array_get(json_object_get(e, "signatures"), 0), "sig"));
                 size_t plen = 0;
-                char *ptext = tap_read_file(policy, &plen);
+                char *ptext = rd(policy, &plen);
                 FILE *f = fopen(P("pae.bin"), "w");
 
                 fprintf(f, "DSSEv1 %zu %s %zu ", strlen(VG_DSSE_KEYLIME_PAYLOAD_TYPE),
@@ -822,22 +841,22 @@ static void test_dsse(void)
                 fwrite(ptext, 1, plen, f);
                 fclose(f);
                 tap_write_file(P("sig.b64"), sig);
-                cmd = tap_strf("cd '%s' && base64 -d sig.b64 > sig.der && openssl dgst -sha256 "
-                               "-verify pub.pem -signature sig.der pae.bin",
-                               dir);
+                cmd = fmt("cd '%s' && base64 -d sig.b64 > sig.der && openssl dgst -sha256 "
+                          "-verify pub.pem -signature sig.der pae.bin",
+                          dir);
                 o = NULL;
                 is_int(sh(cmd, &o), 0, "openssl dgst -verify accepts our signature over the PAE");
                 free(o);
 
                 /* And an envelope the openssl CLI signed verifies with vigil. */
-                cmd = tap_strf(
-                    "cd '%s' && openssl ecparam -name prime256v1 -genkey -noout -out o.pem && "
-                    "openssl ec -in o.pem -pubout -out opub.pem 2>/dev/null && "
-                    "openssl dgst -sha256 -sign o.pem -out osig.der pae.bin && "
-                    "printf '{\"payload\": \"%%s\", \"payloadType\": \"%s\", \"signatures\": "
-                    "[{\"keyid\": \"\", \"sig\": \"%%s\"}]}' \"$(base64 -w0 '%s')\" "
-                    "\"$(base64 -w0 osig.der)\" > ossl-env.json",
-                    dir, VG_DSSE_KEYLIME_PAYLOAD_TYPE, policy);
+                cmd =
+                    fmt("cd '%s' && openssl ecparam -name prime256v1 -genkey -noout -out o.pem && "
+                        "openssl ec -in o.pem -pubout -out opub.pem 2>/dev/null && "
+                        "openssl dgst -sha256 -sign o.pem -out osig.der pae.bin && "
+                        "printf '{\"payload\": \"%%s\", \"payloadType\": \"%s\", \"signatures\": "
+                        "[{\"keyid\": \"\", \"sig\": \"%%s\"}]}' \"$(base64 -w0 '%s')\" "
+                        "\"$(base64 -w0 osig.der)\" > ossl-env.json",
+                        dir, VG_DSSE_KEYLIME_PAYLOAD_TYPE, policy);
                 is_int(sh(cmd, NULL), 0, "openssl CLI made an envelope");
                 o = run(&st, "verify", "-r", P("ossl-env.json"), "-k", P("opub.pem"), NULL, NULL,
                         NULL, NULL, NULL, NULL);
@@ -851,8 +870,8 @@ static void test_dsse(void)
         }
 
         /* A certificate holding the key works as well. */
-        cmd = tap_strf("openssl req -x509 -new -key '%s' -subj /CN=dsse_lib -days 2 -out '%s' 2>&1",
-                       key, P("cert.pem"));
+        cmd = fmt("openssl req -x509 -new -key '%s' -subj /CN=dsse_lib -days 2 -out '%s' 2>&1", key,
+                  P("cert.pem"));
         is_int(sh(cmd, NULL), 0, "openssl makes a certificate for the key");
         o = run(&st, "verify", "-r", env, "--cert", P("cert.pem"), NULL, NULL, NULL, NULL, NULL,
                 NULL);
@@ -862,11 +881,11 @@ static void test_dsse(void)
         /* A modified payload, a wrong key. */
         {
                 json_t *m = json_deep_copy(e);
-                char *mod = tap_strf("%s", tap_read_file(policy, NULL));
+                char *mod = fmt("%s", rd(policy, NULL));
                 char *b;
 
                 mod[strlen(mod) / 2] ^= 1;
-                b = vg_b64_encode(mod, strlen(mod), VG_B64_STD);
+                b = (char *)gc(vg_b64_encode(mod, strlen(mod), VG_B64_STD));
                 json_object_set_new(m, "payload", json_string(b));
                 json_dump_file(m, P("modified.json"), 0);
                 o = run(&st, "verify", "-r", P("modified.json"), "-k", pub, NULL, NULL, NULL, NULL,
@@ -920,7 +939,7 @@ static void test_dsse(void)
         contains(o, "payload: expected base64", "verify: names the bad payload");
         free(o);
         tap_write_file(P("rsa.cmd"), "");
-        cmd = tap_strf(
+        cmd = fmt(
             "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out '%s' 2>/dev/null",
             P("rsa.pem"));
         sh(cmd, NULL);
