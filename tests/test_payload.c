@@ -179,6 +179,31 @@ static int deliver(EVP_PKEY *nk, EVP_PKEY *pub, const void *data, size_t len,
         return r;
 }
 
+/* keylime_tenant -f takes any file: one that is not a zip is delivered as it is, even with
+ * extract_payload_zip on (the guide's `-f payload1`); a damaged zip is still refused. */
+static void test_plain_file_payload(EVP_PKEY *nk, EVP_PKEY *pub)
+{
+        static const char data[] = "#!/bin/sh\necho payload1\n";
+        static const char damaged[] = "PK\x03\x04 not really a zip";
+        _cleanup_free_ char *secure = pathf("plain"), *secure2 = pathf("damaged");
+        _cleanup_free_ char *ppath = tap_strf("%s/unzipped/decrypted_payload", secure);
+        _cleanup_free_ char *p = NULL;
+        struct vg_payload_config cfg = config(secure), cfg2 = config(secure2);
+        struct vg_error err = { 0 };
+        size_t plen = 0;
+        int status = 0;
+
+        cfg.extract_zip = cfg2.extract_zip = true;
+        is_int(deliver(nk, pub, data, strlen(data), &cfg, &status, &err), 0,
+               "a plain file is delivered with extract_payload_zip on (%s)", vg_error_str(&err));
+        p = tap_read_file(ppath, &plen);
+        is_mem(p, plen, data, strlen(data), "decrypted_payload holds it");
+        ok(deliver(nk, pub, damaged, sizeof(damaged) - 1, &cfg2, &status, &err) < 0,
+           "a damaged zip is refused");
+        contains(vg_error_str(&err), "zip", "the error says it is the zip (%s)",
+                 vg_error_str(&err));
+}
+
 static void test_round_trip(EVP_PKEY *nk, EVP_PKEY *pub)
 {
         static const char data[] = "secret payload\0with a NUL and \xff bytes";
@@ -762,6 +787,7 @@ int main(void)
                 pub = load_key(p2, false);
         }
         test_round_trip(nk, pub);
+        test_plain_file_payload(nk, pub);
         test_wrong_tag(nk, pub);
         test_foreign_v(nk, pub);
         test_tampered(nk, pub);

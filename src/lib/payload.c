@@ -621,6 +621,13 @@ static void chmod_action_scripts(int dirfd, const char *uuid)
         vg_strv_free(names);
 }
 
+/* A zip archive starts with a local file header, or is empty (end of central directory). */
+static bool looks_like_zip(const uint8_t *p, size_t len)
+{
+        return len >= 4 && p[0] == 'P' && p[1] == 'K' &&
+               ((p[2] == 3 && p[3] == 4) || (p[2] == 5 && p[3] == 6));
+}
+
 static int build_unzipped(struct vg_payload_state *st, const struct vg_payload_config *cfg,
                           const char *staging, struct vg_error *err)
 {
@@ -650,7 +657,15 @@ static int build_unzipped(struct vg_payload_state *st, const struct vg_payload_c
                 if (r < 0)
                         return vg_error_set(err, r, "%s/%s: %s", staging, cfg->dec_payload_file,
                                             strerror(-r));
-                if (cfg->extract_zip) {
+                if (cfg->extract_zip && !looks_like_zip(pt.p, pt.len)) {
+                        /* keylime_tenant -f sends any file; Keylime's agent keeps it as the
+                         * decrypted payload when it is not an archive. A damaged zip (right
+                         * signature, bad contents) still fails below. */
+                        vg_info(VG_F("agent", st->uuid, "file", cfg->dec_payload_file),
+                                "the payload is not a zip archive; delivered as %s without "
+                                "extracting",
+                                cfg->dec_payload_file);
+                } else if (cfg->extract_zip) {
                         r = extract_zip(
                             staging, pt.p, pt.len,
                             cfg->max_unzipped_bytes ? cfg->max_unzipped_bytes : DEFAULT_MAX_BYTES,
