@@ -1169,15 +1169,13 @@ static int flat_line(struct vg_ima_policy *p, const char *line, size_t len, size
         int r;
 
         sp = memchr(line, ' ', len);
-        if (!sp) {
-                const char *tab = memchr(line, '\t', len);
-                sp = tab;
-        }
+        if (!sp)
+                sp = memchr(line, '\t', len);
         if (!sp)
                 return vg_error_set(err, -EINVAL,
                                     "allowlist:%zu: expected \"<hex digest> <path>\", found "
-                                    "\"%.80s\"",
-                                    lineno, line);
+                                    "\"%.*s\"",
+                                    lineno, (int)(len > 80 ? 80 : len), line);
         hexlen = (size_t)(sp - line);
         /* sha256sum-style "sha256:<hex>" as in Keylime's own test allowlists. */
         const char *colon = memchr(hex, ':', hexlen);
