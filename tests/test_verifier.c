@@ -70,14 +70,20 @@ static int raw_request(const char *method, const char *url, const char *body, js
         return status;
 }
 
-static char *cv(const char *path)
+/* A verifier URL; valid until eight more are made. */
+static const char *cv(const char *path)
 {
-        return tap_strf("https://127.0.0.1:%d%s", S->verifier.port, path);
+        static char buf[8][512];
+        static unsigned i;
+        char *b = buf[i++ % 8];
+
+        snprintf(b, sizeof(buf[0]), "https://127.0.0.1:%d%s", S->verifier.port, path);
+        return b;
 }
 
 static json_t *agent_status(void)
 {
-        _cleanup_free_ char *url = cv("/v2.5/agents/" VG_STACK_UUID);
+        const char *url = cv("/v2.5/agents/" VG_STACK_UUID);
         json_t *j = NULL, *res;
 
         if (request(admin_tls, "GET", url, NULL, &j) != 200) {
@@ -227,7 +233,7 @@ int main(void)
         vg_stack_start(&so, &S);
         files_dir = tap_strf("%s/files", S->dir);
         tap_runl(NULL, "mkdir", "-p", files_dir, (char *)NULL);
-        char *ca = tap_strf("%s/cacert.crt", S->ca_dir);
+        _cleanup_free_ char *ca = tap_strf("%s/cacert.crt", S->ca_dir);
         admin_tls = client_ctx(ca, true, NULL);
         anon_tls = client_ctx(ca, false, NULL);
 
@@ -250,14 +256,14 @@ int main(void)
                 tap_bail("ima-sim boot: %s", out);
         boot_agg = strndup(out, strspn(out, "0123456789abcdef"));
         free(out);
-        char *good1 = make_file("good1", "#!/bin/sh\necho good 1\n");
-        char *good2 = make_file("good2", "#!/bin/sh\necho good 2\n");
-        char *bad1 = make_file("bad1", "#!/bin/sh\necho -e \"Hello Evil!\"\n");
-        char *bad2 = make_file("bad2", "#!/bin/sh\necho evil 2\n");
-        char *p_good1 = tap_strf("/usr/bin/good1=%s", good1);
-        char *p_good2 = tap_strf("/usr/bin/good2=%s", good2);
-        char *p_bad1 = tap_strf("/root/bad-script.sh=%s", bad1);
-        char *p_bad2 = tap_strf("/root/bad-two.sh=%s", bad2);
+        _cleanup_free_ char *good1 = make_file("good1", "#!/bin/sh\necho good 1\n");
+        _cleanup_free_ char *good2 = make_file("good2", "#!/bin/sh\necho good 2\n");
+        _cleanup_free_ char *bad1 = make_file("bad1", "#!/bin/sh\necho -e \"Hello Evil!\"\n");
+        _cleanup_free_ char *bad2 = make_file("bad2", "#!/bin/sh\necho evil 2\n");
+        _cleanup_free_ char *p_good1 = tap_strf("/usr/bin/good1=%s", good1);
+        _cleanup_free_ char *p_good2 = tap_strf("/usr/bin/good2=%s", good2);
+        _cleanup_free_ char *p_bad1 = tap_strf("/root/bad-script.sh=%s", bad1);
+        _cleanup_free_ char *p_bad2 = tap_strf("/root/bad-two.sh=%s", bad2);
         sim("exec-as", p_good1);
         sim("exec-as", p_good2);
 
@@ -275,7 +281,9 @@ int main(void)
         EVP_PKEY *nk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
         BIO_free(bio);
         json_decref(j);
-        char *enc_u = NULL, *v_b64 = vg_b64_encode(pb.v, 32, VG_B64_STD);
+        j = NULL;
+        _cleanup_free_ _cleanup_free_ char *enc_u = NULL;
+        _cleanup_free_ char *v_b64 = vg_b64_encode(pb.v, 32, VG_B64_STD);
         if (!nk || vg_payload_encrypt_half(nk, pb.u, &enc_u, &err) < 0)
                 tap_bail("encrypt U: %s", vg_error_str(&err));
         url = tap_strf("https://127.0.0.1:%d/v2.5/keys/ukey", S->agent.port);
@@ -286,7 +294,8 @@ int main(void)
 
         /* ---- add the agent ---- */
         const char *allowed[] = { p_good1, p_good2, NULL };
-        char *pol = policy_json(allowed), *pol_b64 = b64(pol);
+        _cleanup_free_ _cleanup_free_ char *pol = policy_json(allowed);
+        _cleanup_free_ char *pol_b64 = b64(pol);
         json_t *add = json_pack(
             "{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s,s], s:[s,s], s:[s,s], s:s}",
             "v", v_b64, "cloudagent_ip", "127.0.0.1", "cloudagent_port", S->agent.port,
@@ -294,13 +303,15 @@ int main(void)
             mtls_cert, "runtime_policy_name", "pol1", "runtime_policy", pol_b64, "revocation_key",
             "", "accept_tpm_hash_algs", "sha256", "sha1", "accept_tpm_encryption_algs", "rsa",
             "ecc", "accept_tpm_signing_algs", "rsassa", "ecdsa", "supported_version", "2.5");
-        url = cv("/v2.5/agents/" VG_STACK_UUID);
+        url = tap_strf("%s", cv("/v2.5/agents/" VG_STACK_UUID));
         r = request(admin_tls, "POST", url, add, &j);
         is_int(r, 200, "POST /agents/{id} adds the agent");
         if (r != 200)
                 tap_diag("%s", j ? json_dumps(j, 0) : "(no body)");
         json_decref(j);
         is_int(request(admin_tls, "POST", url, add, NULL), 409, "adding it again is 409");
+        free(url);
+        json_decref(add);
 
         long long n = wait_int("attestation_count", 3, 20);
         ok(n >= 3, "attestation passes repeatedly (attestation_count %lld)", n);
@@ -365,9 +376,10 @@ int main(void)
 
         /* ---- allowlists CRUD ---- */
         const char *allowed2[] = { p_good1, p_good2, p_bad1, p_bad2, NULL };
-        char *pol2 = policy_json(allowed2), *pol2_b64 = b64(pol2);
+        _cleanup_free_ _cleanup_free_ char *pol2 = policy_json(allowed2);
+        _cleanup_free_ char *pol2_b64 = b64(pol2);
         json_t *ab = json_pack("{s:s, s:s}", "runtime_policy", pol2_b64, "tpm_policy", "{}");
-        char *aurl = cv("/v2.5/allowlists/pol2");
+        const char *aurl = cv("/v2.5/allowlists/pol2");
         is_int(request(admin_tls, "POST", aurl, ab, NULL), 201, "POST /allowlists/pol2 is 201");
         is_int(request(admin_tls, "POST", aurl, ab, NULL), 409, "again is 409");
         r = request(admin_tls, "GET", aurl, NULL, &j);
@@ -377,13 +389,13 @@ int main(void)
                json_is_string(json_object_get(res, "runtime_policy")),
            "GET answers name, tmp_policy (sic), tpm_policy and runtime_policy");
         json_decref(j);
-        char *lurl = cv("/v2.5/allowlists/");
+        const char *lurl = cv("/v2.5/allowlists/");
         request(admin_tls, "GET", lurl, NULL, &j);
         ok(json_array_size(json_object_get(json_object_get(j, "results"), "runtimepolicy names")) ==
                2,
            "list: runtimepolicy names has pol1 and pol2");
         json_decref(j);
-        char *p1url = cv("/v2.5/allowlists/pol1");
+        const char *p1url = cv("/v2.5/allowlists/pol1");
         is_int(request(admin_tls, "DELETE", p1url, NULL, NULL), 409,
                "a policy in use cannot be deleted");
         is_int(request(admin_tls, "DELETE", aurl, NULL, NULL), 204, "DELETE pol2 is 204");
@@ -393,7 +405,7 @@ int main(void)
         json_decref(ab);
 
         /* ---- reactivate ---- */
-        char *reurl = cv("/v2.5/agents/" VG_STACK_UUID "/reactivate");
+        const char *reurl = cv("/v2.5/agents/" VG_STACK_UUID "/reactivate");
         is_int(request(admin_tls, "PUT", reurl, NULL, NULL), 200, "PUT reactivate");
         long long c0 = status_int("attestation_count");
         n = wait_int("attestation_count", c0 + 3, 15);
@@ -456,7 +468,7 @@ int main(void)
         url = tap_strf("https://127.0.0.1:%d/v2.5/quotes/identity?nonce=%s", S->agent.port, nonce);
         r = request(agent_tls, "GET", url, NULL, &j);
         free(url);
-        char *quote =
+        _cleanup_free_ char *quote =
             strdup(json_string_value(json_object_get(json_object_get(j, "results"), "quote")));
         json_decref(j);
         char *qenc = urlencode(quote);
@@ -489,8 +501,10 @@ int main(void)
         size_t rawlen;
         vg_b64_decode(sig, slen, VG_B64_STD, &raw, &rawlen);
         raw[rawlen - 5] ^= 0x40;
-        char *sig2 = vg_b64_encode(raw, rawlen, VG_B64_STD);
-        char *forged = tap_strf("%.*s%s%s", (int)(sig - quote), quote, sig2, sig + slen);
+        _cleanup_free_ __attribute__((unused)) uint8_t *raw_owned = raw;
+        _cleanup_free_ char *sig2 = vg_b64_encode(raw, rawlen, VG_B64_STD);
+        _cleanup_free_ char *forged =
+            tap_strf("%.*s%s%s", (int)(sig - quote), quote, sig2, sig + slen);
         json_object_set_new(json_object_get(evb, "data"), "nonce", json_string(nonce));
         json_object_set_new(json_object_get(evb, "data"), "quote", json_string(forged));
         request(admin_tls, "POST", cv("/v2.5/verify/evidence"), evb, &j);
@@ -508,6 +522,16 @@ int main(void)
         is_int(request(admin_tls, "DELETE", cv("/v2.5/agents/" VG_STACK_UUID), NULL, NULL), 200,
                "DELETE the agent");
 
+        json_decref(evb);
+        EVP_PKEY_free(nk);
+        vg_payload_bundle_clear(&pb);
+        SSL_CTX_free(admin_tls);
+        SSL_CTX_free(anon_tls);
+        SSL_CTX_free(agent_tls);
+        free(aik_tpm);
+        free(mtls_cert);
+        free(files_dir);
+        free(boot_agg);
         vg_stack_free(S);
         return tap_done();
 }
