@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "dsse.h"
 #include "encoding.h"
 #include "hash.h"
 #include "http_server.h"
@@ -91,6 +92,114 @@ static int get_json_text(const json_t *o, const char *name, const char *def, cha
         }
         *out = json_dumps(parsed, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(parsed);
+        return *out ? 0 : -ENOMEM;
+}
+
+/* JSON syntax with every number replaced by 0 (numbers are checked against the JSON grammar
+ * first): a document valid except for the size of its numbers parses, so that a big integer
+ * (keylime_tenant --cert puts a 159-bit certificate serial in metadata) is never refused. */
+static char *numbers_zeroed(const char *s, size_t len)
+{
+        char *out = malloc(len + 1), *o = out;
+        bool in_str = false;
+
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < len;) {
+                char c = s[i];
+                if (in_str) {
+                        *o++ = c;
+                        i++;
+                        if (c == '\\' && i < len)
+                                *o++ = s[i++];
+                        else if (c == '"')
+                                in_str = false;
+                        continue;
+                }
+                if (c == '"') {
+                        in_str = true;
+                        *o++ = s[i++];
+                        continue;
+                }
+                if (c != '-' && !(c >= '0' && c <= '9')) {
+                        *o++ = s[i++];
+                        continue;
+                }
+                /* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+                size_t j = i;
+                bool good = true;
+                if (s[j] == '-')
+                        j++;
+                if (j < len && s[j] == '0')
+                        j++;
+                else if (j < len && s[j] >= '1' && s[j] <= '9')
+                        while (j < len && s[j] >= '0' && s[j] <= '9')
+                                j++;
+                else
+                        good = false;
+                if (good && j < len && s[j] == '.') {
+                        size_t k = ++j;
+                        while (j < len && s[j] >= '0' && s[j] <= '9')
+                                j++;
+                        good = j > k;
+                }
+                if (good && j < len && (s[j] == 'e' || s[j] == 'E')) {
+                        j++;
+                        if (j < len && (s[j] == '+' || s[j] == '-'))
+                                j++;
+                        size_t k = j;
+                        while (j < len && s[j] >= '0' && s[j] <= '9')
+                                j++;
+                        good = j > k;
+                }
+                if (!good) {
+                        /* Left as it is: the parser names the position. */
+                        *o++ = s[i++];
+                        continue;
+                }
+                *o++ = '0';
+                i = j;
+        }
+        *o = '\0';
+        return out;
+}
+
+/* metadata: kept byte for byte as the tenant gave it (GET answers the same text), once it is
+ * known to be a JSON object; the size of its numbers does not matter. "{}" by default. */
+static int get_metadata(const json_t *o, const char *name, char **out, struct vg_error *err)
+{
+        const json_t *v = json_object_get(o, name);
+        json_error_t je;
+
+        *out = NULL;
+        if (!v || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0)) {
+                *out = strdup("{}");
+                return *out ? 0 : -ENOMEM;
+        }
+        if (!json_is_string(v)) {
+                if (!json_is_object(v))
+                        return vg_error_set(err, -EINVAL,
+                                            "field '%s': expected a JSON object, found %s", name,
+                                            type_name(v));
+                *out = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+                return *out ? 0 : -ENOMEM;
+        }
+        const char *text = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (strlen(text) != len)
+                return vg_error_set(err, -EINVAL, "field '%s' contains a NUL character", name);
+        _cleanup_free_ char *zeroed = numbers_zeroed(text, len);
+        if (!zeroed)
+                return -ENOMEM;
+        json_t *parsed = json_loadb(zeroed, strlen(zeroed), 0, &je);
+        if (!parsed)
+                return vg_error_set(err, -EINVAL, "field '%s': not JSON (%s at position %d)", name,
+                                    je.text, je.position);
+        bool is_obj = json_is_object(parsed);
+        json_decref(parsed);
+        if (!is_obj)
+                return vg_error_set(err, -EINVAL, "field '%s': expected a JSON object", name);
+        *out = strdup(text);
         return *out ? 0 : -ENOMEM;
 }
 
@@ -228,7 +337,7 @@ int vg_cv_parse_add_request(const char *body, size_t len, struct vg_cv_add_reque
             (r = get_port(j, "cloudagent_port", true, &out->port, err)) < 0 ||
             (r = get_string(j, "v", false, &out->v, err)) < 0 ||
             (r = get_json_text(j, "tpm_policy", "{}", &out->tpm_policy, err)) < 0 ||
-            (r = get_json_text(j, "metadata", "{}", &out->meta_data, err)) < 0 ||
+            (r = get_metadata(j, "metadata", &out->meta_data, err)) < 0 ||
             (r = get_string(j, "mtls_cert", false, &out->mtls_cert, err)) < 0 ||
             (r = get_string(j, "revocation_key", false, &out->revocation_key, err)) < 0 ||
             (r = get_string(j, "runtime_policy_name", false, &out->runtime_policy_name, err)) < 0 ||
@@ -558,23 +667,16 @@ static char *sha256_hex(const char *s)
         return vg_hex_encode(d, sizeof(d));
 }
 
-/* Detached signature of a runtime policy (runtime_policy_sig, runtime_policy_key: base64 of
- * the signature and of a PEM public key or certificate), ECDSA or RSA over SHA-256. */
-static int check_policy_signature(const char *policy, const char *sig_b64, const char *key_b64,
-                                  struct vg_error *err)
+/* runtime_policy_key: base64 of a PEM public key or certificate. */
+static int load_policy_key(const char *key_b64, EVP_PKEY **out, struct vg_error *err)
 {
-        _cleanup_free_ uint8_t *sig = NULL, *key = NULL;
-        size_t slen, klen;
-        EVP_PKEY *pk = NULL;
-        int r = -EKEYREJECTED;
+        _cleanup_free_ uint8_t *key = NULL;
+        size_t klen;
+        EVP_PKEY *pk;
 
-        if (!sig_b64 || !*sig_b64 || !key_b64 || !*key_b64)
-                return vg_error_set(err, -EPERM,
-                                    "runtime policy signature required: give runtime_policy_sig "
-                                    "and runtime_policy_key");
-        if (vg_b64_decode(sig_b64, strlen(sig_b64), VG_B64_STD, &sig, &slen) < 0 ||
-            vg_b64_decode(key_b64, strlen(key_b64), VG_B64_STD, &key, &klen) < 0)
-                return vg_error_set(err, -EINVAL, "runtime_policy_sig/_key: not base64");
+        *out = NULL;
+        if (vg_b64_decode(key_b64, strlen(key_b64), VG_B64_STD, &key, &klen) < 0)
+                return vg_error_set(err, -EINVAL, "runtime_policy_key: not base64");
         BIO *b = BIO_new_mem_buf(key, (int)klen);
         pk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
         if (!pk && b) {
@@ -586,7 +688,32 @@ static int check_policy_signature(const char *policy, const char *sig_b64, const
         BIO_free(b);
         ERR_clear_error();
         if (!pk)
-                return vg_error_set(err, -EINVAL, "runtime_policy_key: not a PEM public key");
+                return vg_error_set(err, -EINVAL,
+                                    "runtime_policy_key: not a PEM public key or certificate");
+        *out = pk;
+        return 0;
+}
+
+/* Detached signature of a runtime policy (runtime_policy_sig, runtime_policy_key: base64 of
+ * the signature and of a PEM public key or certificate), ECDSA or RSA over SHA-256. */
+static int check_policy_signature(const char *policy, const char *sig_b64, const char *key_b64,
+                                  struct vg_error *err)
+{
+        _cleanup_free_ uint8_t *sig = NULL;
+        size_t slen;
+        EVP_PKEY *pk = NULL;
+        int r = -EKEYREJECTED;
+
+        if (!sig_b64 || !*sig_b64 || !key_b64 || !*key_b64)
+                return vg_error_set(err, -EPERM,
+                                    "runtime policy signature required: give a DSSE envelope "
+                                    "(keylime-policy sign) with runtime_policy_key, or "
+                                    "runtime_policy_sig and runtime_policy_key");
+        if (vg_b64_decode(sig_b64, strlen(sig_b64), VG_B64_STD, &sig, &slen) < 0)
+                return vg_error_set(err, -EINVAL, "runtime_policy_sig: not base64");
+        if ((r = load_policy_key(key_b64, &pk, err)) < 0)
+                return r;
+        r = -EKEYREJECTED;
         EVP_MD_CTX *c = EVP_MD_CTX_new();
         if (c && EVP_DigestVerifyInit(c, NULL, EVP_sha256(), NULL, pk) == 1 &&
             EVP_DigestVerify(c, sig, slen, (const uint8_t *)policy, strlen(policy)) == 1)
@@ -597,19 +724,55 @@ static int check_policy_signature(const char *policy, const char *sig_b64, const
         return r < 0 ? vg_error_set(err, r, "runtime policy signature does not verify") : 0;
 }
 
-/* Validate a runtime policy (parsed into the shared cache) and its signature. Returns the HTTP
- * code to refuse with, or 0. */
+/* A DSSE envelope (keylime-policy sign runtime) checked with runtime_policy_key, an EC public
+ * key or certificate, as Keylime's verifier does (signing.verify_dsse_envelope). */
+static int check_policy_dsse(const char *envelope, const char *key_b64, struct vg_error *err)
+{
+        EVP_PKEY *pk = NULL;
+        int r;
+
+        if (!key_b64 || !*key_b64)
+                return vg_error_set(err, -EPERM,
+                                    "Runtime policy signature verification required but no key "
+                                    "was given (runtime_policy_key: base64 of the EC public key "
+                                    "or certificate PEM)");
+        if ((r = load_policy_key(key_b64, &pk, err)) < 0)
+                return r;
+        r = vg_dsse_verify(envelope, strlen(envelope), pk, NULL, err);
+        EVP_PKEY_free(pk);
+        if (r == -EKEYREJECTED)
+                return vg_error_set(err, -EKEYREJECTED,
+                                    "Runtime policy failed DSSE signature verification");
+        if (r < 0)
+                vg_error_prefix(err, "runtime_policy (DSSE): ");
+        return r;
+}
+
+/* Validate a runtime policy (parsed into the shared cache) and its signature: a DSSE envelope
+ * is verified when a key is given or signatures are required; a plain policy's detached
+ * signature likewise. Returns the HTTP code to refuse with, or 0. */
 static int validate_policy(struct vg_verifier *v, const char *json, const char *sig,
                            const char *key, struct vg_error *err)
 {
         struct vg_ima_policy *p = NULL;
+        _cleanup_free_ char *inner = NULL;
+        int r = vg_cv_policy_unwrap(json, &inner, err);
 
-        if (v->o.require_allow_list_signatures || (sig && *sig)) {
-                int r = check_policy_signature(json, sig, key, err);
+        if (r < 0)
+                return 400;
+        if (inner) {
+                if (v->o.require_allow_list_signatures || (key && *key)) {
+                        r = check_policy_dsse(json, key, err);
+                        if (r < 0)
+                                return r == -EPERM || r == -EKEYREJECTED ? 401 : 400;
+                }
+        } else if (v->o.require_allow_list_signatures || (sig && *sig)) {
+                r = check_policy_signature(json, sig, key, err);
                 if (r < 0)
-                        return r == -EPERM ? 401 : 400;
+                        return r == -EPERM || r == -EKEYREJECTED ? 401 : 400;
         }
-        if (vg_ima_policy_cache_get(v->policies, json, strlen(json), &p, err) < 0) {
+        const char *pol = inner ? inner : json;
+        if (vg_ima_policy_cache_get(v->policies, pol, strlen(pol), &p, err) < 0) {
                 vg_error_prefix(err, "Runtime policy is malformatted: ");
                 return 400;
         }
@@ -639,7 +802,12 @@ static int store_policy(struct vg_verifier *v, const char *name, const char *jso
         vg_stmt_bind_text(st, 2, json);
         vg_stmt_bind_text(st, 3, tpm_policy);
         vg_stmt_bind_text(st, 4, sum ? sum : "");
-        vg_stmt_bind_int64(st, 5, policy_generator(json));
+        {
+                _cleanup_free_ char *inner = NULL;
+                struct vg_error e2 = { 0 };
+                vg_cv_policy_unwrap(json, &inner, &e2);
+                vg_stmt_bind_int64(st, 5, policy_generator(inner ? inner : json));
+        }
         vg_stmt_bind_text(st, 6, sig);
         vg_stmt_bind_text(st, 7, key);
         r = vg_stmt_exec(st, err);

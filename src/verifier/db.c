@@ -59,6 +59,9 @@ static const struct vg_store_migration verifier_migrations[] = {
           " tpm_restart_count BIGINT,"
           " ima_state TEXT);" /* base64 of vg_ima_state_save() */
           "CREATE INDEX agents_verifier_id ON agents (verifier_id);" },
+        /* What a failed agent has already had reported, so that a restart does not report it
+         * again: {"quote": "<event id>", "entries": [IMA entry numbers]}. */
+        { 2, "violations already reported", "ALTER TABLE agents ADD COLUMN reported TEXT;" },
 };
 
 #define AGENT_COLUMNS                                                                              \
@@ -67,7 +70,7 @@ static const struct vg_store_migration verifier_migrations[] = {
         "accept_tpm_encryption_algs, accept_tpm_signing_algs, supported_version, hash_alg, "       \
         "enc_alg, sign_alg, verifier_ip, verifier_port, runtime_policy_name, severity_level, "     \
         "last_event_id, attestation_count, last_received_quote, last_successful_attestation, "     \
-        "v_delivered, tpm_clock, tpm_reset_count, tpm_restart_count, ima_state"
+        "v_delivered, tpm_clock, tpm_reset_count, tpm_restart_count, ima_state, reported"
 
 int vg_cv_db_open(struct vg_verifier *v, struct vg_error *err)
 {
@@ -129,6 +132,39 @@ void vg_cv_agent_free(struct vg_cv_agent *a)
         free(a);
 }
 
+static void load_reported(struct vg_cv_agent *a, const char *text)
+{
+        json_auto_t *j = json_loads(text, 0, NULL);
+        const json_t *entries = json_object_get(j, "entries"), *x;
+        const char *q = json_string_value(json_object_get(j, "quote"));
+        size_t i, n = json_array_size(entries);
+
+        if (q)
+                snprintf(a->reported_quote_event, sizeof(a->reported_quote_event), "%s", q);
+        if (n == 0)
+                return;
+        a->reported = calloc(n, sizeof(*a->reported));
+        if (!a->reported)
+                return;
+        a->cap_reported = n;
+        json_array_foreach (entries, i, x)
+                if (json_is_integer(x) && json_integer_value(x) >= 0)
+                        a->reported[a->n_reported++] = (uint64_t)json_integer_value(x);
+}
+
+/* NULL when nothing was reported (the agent is not failed, or was reactivated). */
+static char *save_reported(const struct vg_cv_agent *a)
+{
+        if (!a->in_failure || (a->n_reported == 0 && !a->reported_quote_event[0]))
+                return NULL;
+        json_auto_t *entries = json_array();
+        for (size_t i = 0; i < a->n_reported; i++)
+                json_array_append_new(entries, json_integer((json_int_t)a->reported[i]));
+        json_auto_t *j =
+            json_pack("{s:s, s:O}", "quote", a->reported_quote_event, "entries", entries);
+        return j ? json_dumps(j, JSON_COMPACT) : NULL;
+}
+
 static int agent_from_row(struct vg_verifier *v, struct vg_stmt *st, struct vg_cv_agent **out,
                           struct vg_error *err)
 {
@@ -183,6 +219,9 @@ static int agent_from_row(struct vg_verifier *v, struct vg_stmt *st, struct vg_c
                                 "stored IMA state unreadable (%s); starting from entry 0",
                                 vg_error_str(&ierr));
         }
+        const char *rep = vg_stmt_column_text(st, 32, NULL);
+        if (rep && *rep)
+                load_reported(a, rep);
         if (!a->id || !a->ak_tpm) {
                 vg_cv_agent_free(a);
                 return vg_error_set(err, -EBADMSG, "agent row without id or ak_tpm");
@@ -302,7 +341,7 @@ static int write_state(struct vg_store *db, struct vg_stmt **stp, struct vg_cv_a
                        struct vg_error *err)
 {
         _cleanup_free_ uint8_t *raw = NULL;
-        _cleanup_free_ char *ima = NULL;
+        _cleanup_free_ char *ima = NULL, *rep = save_reported(a);
         size_t rlen;
         int r;
 
@@ -313,8 +352,8 @@ static int write_state(struct vg_store *db, struct vg_stmt **stp, struct vg_cv_a
                                      "= $7, last_event_id = $8, attestation_count = $9, "
                                      "last_received_quote = $10, last_successful_attestation = "
                                      "$11, v_delivered = $12, tpm_clock = $13, tpm_reset_count = "
-                                     "$14, tpm_restart_count = $15, ima_state = $16 WHERE "
-                                     "agent_id = $1",
+                                     "$14, tpm_restart_count = $15, ima_state = $16, "
+                                     "reported = $17 WHERE agent_id = $1",
                                      stp, err);
                 if (r < 0)
                         return r;
@@ -344,6 +383,7 @@ static int write_state(struct vg_store *db, struct vg_stmt **stp, struct vg_cv_a
                 vg_stmt_bind_null(st, 15);
         }
         bind_text_or_null(st, 16, ima);
+        bind_text_or_null(st, 17, rep);
         return vg_stmt_exec(st, err);
 }
 
@@ -418,6 +458,38 @@ int vg_cv_db_policy_get(struct vg_verifier *v, const char *name, char **json, ch
         return 0;
 }
 
+int vg_cv_policy_unwrap(const char *text, char **payload, struct vg_error *err)
+{
+        *payload = NULL;
+        /* Cheap test first: a policy of 100k digests is not parsed twice to learn it is not an
+         * envelope. */
+        if (!strstr(text, "\"payloadType\"") || !strstr(text, "\"signatures\""))
+                return 0;
+        json_auto_t *j = json_loads(text, 0, NULL);
+        const json_t *p = json_object_get(j, "payload");
+        if (!json_is_string(p) || !json_object_get(j, "signatures") ||
+            json_object_get(j, "digests"))
+                return 0;
+        uint8_t *raw = NULL;
+        size_t len = 0;
+        const char *b = json_string_value(p);
+        if (vg_b64_decode(b, json_string_length(p), VG_B64_STD, &raw, &len) < 0 &&
+            vg_b64_decode(b, json_string_length(p), VG_B64_URL, &raw, &len) < 0)
+                return vg_error_set(err, -EINVAL, "DSSE envelope: payload is not base64");
+        if (memchr(raw, 0, len)) {
+                free(raw);
+                return vg_error_set(err, -EINVAL, "DSSE envelope: the payload contains NUL");
+        }
+        char *s = realloc(raw, len + 1);
+        if (!s) {
+                free(raw);
+                return -ENOMEM;
+        }
+        s[len] = '\0';
+        *payload = s;
+        return 1;
+}
+
 struct vg_cv_agent *vg_cv_find(struct vg_verifier *v, const char *id)
 {
         for (struct vg_cv_agent *a = v->agents; a; a = a->next)
@@ -475,7 +547,13 @@ int vg_cv_agent_prepare(struct vg_verifier *v, struct vg_cv_agent *a, struct vg_
                                             a->policy_name);
                 if (r < 0)
                         return r;
-                r = vg_ima_policy_cache_get(v->policies, json, strlen(json), &a->ima_policy, err);
+                _cleanup_free_ char *inner = NULL;
+                if ((r = vg_cv_policy_unwrap(json, &inner, err)) < 0) {
+                        vg_error_prefix(err, "runtime policy %s: ", a->policy_name);
+                        return r;
+                }
+                const char *pol = inner ? inner : json;
+                r = vg_ima_policy_cache_get(v->policies, pol, strlen(pol), &a->ima_policy, err);
                 if (r < 0) {
                         vg_error_prefix(err, "runtime policy %s: ", a->policy_name);
                         return r;

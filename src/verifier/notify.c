@@ -122,54 +122,105 @@ json_t *vg_cv_notify_message(struct vg_cv_agent *a, const char *type, const stru
         return m;
 }
 
-/* ---- webhook with retries ------------------------------------------------------------------ */
+/* ---- deliveries in flight ------------------------------------------------------------------- */
 
-struct webhook {
+/* One notification on its way to the webhook (with retries) or to one agent. Kept on the
+ * verifier's list so that a shutdown frees what is still pending. */
+struct vg_cv_notice {
         struct vg_verifier *v;
+        struct vg_cv_notice *prev, *next;
         json_t *body;
+        char *agent_id; /* NULL: the webhook */
         unsigned attempt;
         struct event *timer;
+        struct vg_http_call *call;
 };
 
-static void webhook_send(evutil_socket_t fd, short what, void *userdata);
-
-static void webhook_free(struct webhook *w)
+static void notice_free(struct vg_cv_notice *w)
 {
+        if (w->prev)
+                w->prev->next = w->next;
+        else if (w->v->notices == w)
+                w->v->notices = w->next;
+        if (w->next)
+                w->next->prev = w->prev;
+        if (w->call)
+                vg_http_call_cancel(w->call);
         if (w->timer)
                 event_free(w->timer);
         json_decref(w->body);
+        free(w->agent_id);
         free(w);
 }
 
+void vg_cv_notify_free_all(struct vg_verifier *v)
+{
+        size_t n = 0;
+
+        for (struct vg_cv_notice *w = v->notices; w; w = w->next)
+                n++;
+        if (n)
+                vg_warn(NULL, "%zu notification(s) still pending at shutdown are dropped", n);
+        while (v->notices)
+                notice_free(v->notices);
+}
+
+static struct vg_cv_notice *notice_new(struct vg_verifier *v, json_t *body, const char *agent)
+{
+        struct vg_cv_notice *w = calloc(1, sizeof(*w));
+
+        if (!w)
+                return NULL;
+        w->v = v;
+        w->body = json_incref(body);
+        w->agent_id = agent ? strdup(agent) : NULL;
+        w->next = v->notices;
+        if (v->notices)
+                v->notices->prev = w;
+        v->notices = w;
+        return w;
+}
+
+static void webhook_send(evutil_socket_t fd, short what, void *userdata);
+
 static void on_webhook(struct vg_http_response *resp, const struct vg_error *err, void *userdata)
 {
-        struct webhook *w = userdata;
+        struct vg_cv_notice *w = userdata;
         struct vg_verifier *v = w->v;
+        char why[600];
 
+        w->call = NULL;
         if (resp && resp->status >= 200 && resp->status < 300) {
                 vg_info(VG_F("url", v->o.webhook_url), "revocation delivered to the webhook");
-                webhook_free(w);
+                notice_free(w);
                 return;
         }
+        if (resp)
+                snprintf(why, sizeof(why), "answered %d", resp->status);
+        else
+                snprintf(why, sizeof(why), "%s", vg_error_str(err));
         w->attempt++;
         if ((int64_t)w->attempt > v->o.max_retries) {
                 vg_err(VG_F("url", v->o.webhook_url),
                        "revocation not delivered to the webhook after %u attempts: %s", w->attempt,
-                       resp ? "HTTP error" : vg_error_str(err));
-                webhook_free(w);
+                       why);
+                notice_free(w);
                 return;
         }
         double d = v->o.exponential_backoff ? v->o.retry_interval * pow(2.0, w->attempt - 1)
                                             : v->o.retry_interval;
-        vg_warn(VG_F("url", v->o.webhook_url), "webhook %s; retrying in %.1f s",
-                resp ? "answered with an error" : vg_error_str(err), d);
+        vg_warn(VG_F("url", v->o.webhook_url), "webhook %s; retry %u of %lld in %.1f s", why,
+                w->attempt, (long long)v->o.max_retries, d);
         struct timeval tv = { (time_t)d, (suseconds_t)((d - (double)(time_t)d) * 1e6) };
-        evtimer_add(w->timer, &tv);
+        if (!w->timer)
+                w->timer = evtimer_new(v->base, webhook_send, w);
+        if (!w->timer || evtimer_add(w->timer, &tv) < 0)
+                notice_free(w);
 }
 
 static void webhook_send(evutil_socket_t fd, short what, void *userdata)
 {
-        struct webhook *w = userdata;
+        struct vg_cv_notice *w = userdata;
         struct vg_error err = { 0 };
         struct vg_http_client_request rq = {
                 .method = "POST",
@@ -180,17 +231,19 @@ static void webhook_send(evutil_socket_t fd, short what, void *userdata)
 
         (void)fd;
         (void)what;
-        if (vg_http_client_send(w->v->client, &rq, on_webhook, w, NULL, &err) < 0) {
+        if (vg_http_client_send(w->v->client, &rq, on_webhook, w, &w->call, &err) < 0) {
                 vg_err(VG_F("url", w->v->o.webhook_url), "webhook: %s", vg_error_str(&err));
-                webhook_free(w);
+                notice_free(w);
         }
 }
 
 static void on_agent_notified(struct vg_http_response *resp, const struct vg_error *err,
                               void *userdata)
 {
-        char *id = userdata;
+        struct vg_cv_notice *w = userdata;
+        const char *id = w->agent_id;
 
+        w->call = NULL;
         if (resp && resp->status == 404)
                 vg_info(VG_F("agent", id), "the agent does not take revocation notifications (404: "
                                            "enable_revocation_notifications is off there)");
@@ -199,7 +252,7 @@ static void on_agent_notified(struct vg_http_response *resp, const struct vg_err
                         resp ? (const char *)resp->body : vg_error_str(err));
         else
                 vg_debug(VG_F("agent", id), "revocation notification delivered");
-        free(id);
+        notice_free(w);
 }
 
 void vg_cv_notify(struct vg_verifier *v, struct vg_cv_agent *a, const char *type,
@@ -230,13 +283,9 @@ void vg_cv_notify(struct vg_verifier *v, struct vg_cv_agent *a, const char *type
         vg_notice(VG_F("agent", a->id, "event", e ? e->id : NULL), "sending %s notification", type);
 
         if (v->o.notify_webhook && v->o.webhook_url && *v->o.webhook_url) {
-                struct webhook *w = calloc(1, sizeof(*w));
-                if (w) {
-                        w->v = v;
-                        w->body = json_incref(body);
-                        w->timer = evtimer_new(v->base, webhook_send, w);
+                struct vg_cv_notice *w = notice_new(v, body, NULL);
+                if (w)
                         webhook_send(-1, 0, w);
-                }
         }
         if (!v->o.notify_agent)
                 return;
@@ -257,11 +306,11 @@ void vg_cv_notify(struct vg_verifier *v, struct vg_cv_agent *a, const char *type
                         .tls = x->tls,
                         .timeout_ms = (unsigned)(v->o.request_timeout * 1000),
                 };
-                char *id = strdup(x->id);
-                if (id &&
-                    vg_http_client_send(v->client, &rq, on_agent_notified, id, NULL, &err) < 0) {
+                struct vg_cv_notice *w = notice_new(v, body, x->id);
+                if (w &&
+                    vg_http_client_send(v->client, &rq, on_agent_notified, w, &w->call, &err) < 0) {
                         vg_warn(VG_F("agent", x->id), "cannot notify: %s", vg_error_str(&err));
-                        free(id);
+                        notice_free(w);
                 }
                 free(url);
         }

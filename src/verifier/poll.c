@@ -330,12 +330,18 @@ static bool alg_accepted(const char *list_json, const char *alg)
         return false;
 }
 
+static void pkey_freep(EVP_PKEY **k)
+{
+        EVP_PKEY_free(*k);
+}
+
 static void on_quote(struct vg_http_response *resp, const struct vg_error *err, void *userdata)
 {
         struct vg_cv_agent *a = userdata;
         struct vg_verifier *v = a->v;
         struct vg_cv_failure f = { 0 };
         struct vg_error jerr = { 0 };
+        _cleanup_(pkey_freep) EVP_PKEY *new_nk = NULL;
         char what[700];
 
         a->call = NULL;
@@ -384,20 +390,18 @@ static void on_quote(struct vg_http_response *resp, const struct vg_error *err, 
         set_str(&a->sign_alg_s, jstr(res, "sign_alg"));
         if (pubkey && (!a->public_key || strcmp(pubkey, a->public_key) != 0)) {
                 BIO *b = BIO_new_mem_buf(pubkey, -1);
-                EVP_PKEY *nk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+                new_nk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
                 BIO_free(b);
-                if (!nk) {
+                if (!new_nk) {
                         vg_cv_failure_add(&f, "quote_validation.invalid_pubkey", true, true, NULL,
                                           NULL, NULL, UINT64_MAX,
                                           "the agent's pubkey is not a PEM public key");
                         goto failed;
                 }
-                /* Trusted only through PCR 16 of this very quote (checked below). */
-                EVP_PKEY_free(a->nk);
-                a->nk = nk;
-                set_str(&a->public_key, pubkey);
+                /* Adopted only once PCR 16 of this very quote binds it (below): a key swapped
+                 * in on the way must not become the key V is encrypted to. */
         }
-        if (!a->public_key) {
+        if (!a->public_key && !new_nk) {
                 vg_cv_failure_add(&f, "quote_validation.missing_pubkey", true, true, NULL, NULL,
                                   NULL, UINT64_MAX, "the agent sent no pubkey with partial=0");
                 goto failed;
@@ -429,7 +433,7 @@ static void on_quote(struct vg_http_response *resp, const struct vg_error *err, 
                 .nonce = a->nonce,
                 .hash_alg = alg,
                 .ak = a->ak->pkey,
-                .nk_pem = a->public_key,
+                .nk_pem = new_nk ? pubkey : a->public_key,
                 .tpm_policy = a->tpm_policy,
                 .prev_clock = a->have_clock ? &a->clock : NULL,
                 .ima_policy = a->ima_policy,
@@ -448,6 +452,11 @@ static void on_quote(struct vg_http_response *resp, const struct vg_error *err, 
                 vg_cv_failure_add(&f, "internal.error", true, true, NULL, NULL, NULL, UINT64_MAX,
                                   "the evidence could not be evaluated");
                 goto failed;
+        }
+        if (vd.quote_ok && new_nk) {
+                EVP_PKEY_free(a->nk);
+                a->nk = TAKE_PTR(new_nk);
+                set_str(&a->public_key, pubkey);
         }
         if (vd.quote_ok) {
                 if (vd.reboot)

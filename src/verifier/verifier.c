@@ -232,6 +232,7 @@ void vg_verifier_free(struct vg_verifier *v)
                 v->agents = a->next;
                 vg_cv_agent_free(a);
         }
+        vg_cv_notify_free_all(v);
         vg_http_client_free(v->client);
         vg_ima_policy_cache_free(v->policies);
         EVP_PKEY_free(v->revocation_key);

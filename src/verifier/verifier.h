@@ -195,6 +195,7 @@ struct vg_http_server;
 struct vg_http_client;
 struct vg_http_call;
 struct vg_store;
+struct vg_cv_notice;
 
 /* One agent this verifier polls: its database row, what was derived from it once (AK, tpm_policy,
  * runtime policy from the shared cache, the pinned TLS context), and the poller's state. */
@@ -258,7 +259,8 @@ struct vg_verifier {
         EVP_PKEY *revocation_key; /* the verifier's own, when an agent brings none */
         struct event *flush_ev;
         size_t n_dirty;
-        uint64_t flushes; /* transactions written */
+        uint64_t flushes;             /* transactions written */
+        struct vg_cv_notice *notices; /* notifications in flight (notify.c) */
 };
 
 /* db.c */
@@ -278,6 +280,9 @@ int vg_cv_db_flush(struct vg_verifier *v, struct vg_error *err);
 /* Runtime policy text by name; -ENOENT. *out is new. */
 int vg_cv_db_policy_get(struct vg_verifier *v, const char *name, char **json, char **tpm_policy,
                         struct vg_error *err);
+/* A runtime policy stored as a DSSE envelope (keylime-policy sign): *payload gets the policy
+ * inside (1); 0 and NULL when text is a plain policy; < 0 for a broken envelope. */
+int vg_cv_policy_unwrap(const char *text, char **payload, struct vg_error *err);
 /* The agent's derived state (AK, tpm_policy, runtime policy, mask, TLS). */
 int vg_cv_agent_prepare(struct vg_verifier *v, struct vg_cv_agent *a, struct vg_error *err);
 void vg_cv_agent_free(struct vg_cv_agent *a);
@@ -298,6 +303,8 @@ int vg_cv_notify_load_key(struct vg_verifier *v, struct vg_error *err);
 /* A revocation (or comm_error) for agent a caused by event e (may be NULL). */
 void vg_cv_notify(struct vg_verifier *v, struct vg_cv_agent *a, const char *type,
                   const struct vg_cv_event *e);
+/* Drop the notifications still in flight (shutdown). */
+void vg_cv_notify_free_all(struct vg_verifier *v);
 json_t *vg_cv_notify_message(struct vg_cv_agent *a, const char *type, const struct vg_cv_event *e);
 
 /* Helpers */
