@@ -53,7 +53,8 @@ static const char usage[] =
 
 #define IMA_PCR    10
 #define MAX_BANKS  4
-#define BATCH_MAX  256 /* lines written (and flushed) before their extends in a burst */
+#define BATCH_MAX  256   /* lines written (and flushed) before their extends in a burst */
+#define MAX_LAG    0.0002 /* seconds a burst may fall behind before entries are dropped */
 #define NAME_MAX_L 4096
 
 struct sim {
@@ -421,7 +422,7 @@ static int cmd_burst(struct sim *s, int argc, char **argv)
         struct entry *batch[BATCH_MAX];
         unsigned long long written = 0, total;
         size_t n_files, next = 0;
-        double start, elapsed;
+        double start, origin, elapsed;
         int c;
 
         optind = 1;
@@ -457,28 +458,30 @@ static int cmd_burst(struct sim *s, int argc, char **argv)
                 entry_for_arg(s, bad, true, &bad_entry);
 
         total = (unsigned long long)rate * (unsigned long long)duration;
+        /* Entry k is due at origin + k / rate. When the TPM was busy (a quote takes
+         * milliseconds), what fell behind by more than MAX_LAG is dropped from the schedule
+         * instead of being extended back to back: measurements are late, not doubled up. */
         start = now();
+        origin = start;
         for (;;) {
-                double t = now() - start;
-                unsigned long long due = (unsigned long long)(t * (double)rate);
+                double t = now(), lag = t - (origin + (double)written / (double)rate);
                 size_t n = 0;
 
-                /* All N*S entries, unless the TPM cannot keep up: then stop at S seconds
-                 * (plus a little) and report the rate it did reach. */
-                if (due > total || t >= (double)duration)
-                        due = total;
-                if (written >= total || t >= (double)duration * 1.05 + 0.5)
+                if (written >= total || t - start >= (double)duration)
                         break;
-                if (written >= due) {
+                if (lag > MAX_LAG)
+                        origin += lag - MAX_LAG;
+                else if (lag < 0) {
                         /* Ahead of the pace: sleep until the next entry is due. */
-                        double wait = (double)(written + 1) / (double)rate - t;
-                        struct timespec ts = { .tv_sec = 0,
-                                               .tv_nsec = wait > 0 ? (long)(wait * 1e9) : 0 };
+                        struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)(-lag * 1e9) };
                         if (ts.tv_nsec >= 1000000000L)
                                 ts.tv_nsec = 999999999L;
                         nanosleep(&ts, NULL);
                         continue;
                 }
+                unsigned long long due = (unsigned long long)((t - origin) * (double)rate) + 1;
+                if (due > total)
+                        due = total;
                 while (written + n < due && n < BATCH_MAX) {
                         if (bad && written + n == (unsigned long long)inject_at &&
                             n + 1 < BATCH_MAX) {
