@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <tss2/tss2_esys.h>
@@ -1334,6 +1335,14 @@ static int quote_once(struct vg_tpm *tpm, const TPM2B_DATA *qd, enum vg_hash_alg
         /* pcrDigest uses the signing scheme's hash (Part 3, 18.4.1; Part 2, 10.12.1). */
         r = vg_tpm_quote_check_pcrs(quoted->attestationData, quoted->size, &q->pcrs,
                                     tpm->ak_params.hash, err);
+        if (r == -ESTALE) {
+                /* An extend landed between the read and the quote: the values after the
+                 * quote may be the quoted ones (nothing extended since). */
+                r = vg_tpm_pcr_read(tpm, pcr_alg, mask, &q->pcrs, err);
+                if (r == 0)
+                        r = vg_tpm_quote_check_pcrs(quoted->attestationData, quoted->size,
+                                                    &q->pcrs, tpm->ak_params.hash, err);
+        }
         if (r < 0)
                 return r;
         rc = Tss2_MU_TPMT_SIGNATURE_Marshal(sig, sbuf, sizeof(sbuf), &soff);
@@ -1355,6 +1364,7 @@ int vg_tpm_quote(struct vg_tpm *tpm, const uint8_t *nonce, size_t nonce_len,
                  struct vg_error *err)
 {
         TPM2B_DATA qd = { 0 };
+        unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
         int r = -ESTALE;
 
         memset(out, 0, sizeof(*out));
@@ -1373,6 +1383,11 @@ int vg_tpm_quote(struct vg_tpm *tpm, const uint8_t *nonce, size_t nonce_len,
                 r = quote_once(tpm, &qd, pcr_alg, mask, out, err);
                 if (r != -ESTALE)
                         break;
+                /* A random pause of up to 2 ms before the next try: a steady stream of IMA
+                 * extends (thousands a second) otherwise lands between read and quote every
+                 * time, in lockstep with the retries. */
+                struct timespec ts = { 0, (long)(rand_r(&seed) % 2000) * 1000 };
+                nanosleep(&ts, NULL);
         }
         if (r == -ESTALE)
                 r = vg_error_set(err, -EAGAIN,
