@@ -1340,8 +1340,8 @@ static int quote_once(struct vg_tpm *tpm, const TPM2B_DATA *qd, enum vg_hash_alg
                  * quote may be the quoted ones (nothing extended since). */
                 r = vg_tpm_pcr_read(tpm, pcr_alg, mask, &q->pcrs, err);
                 if (r == 0)
-                        r = vg_tpm_quote_check_pcrs(quoted->attestationData, quoted->size,
-                                                    &q->pcrs, tpm->ak_params.hash, err);
+                        r = vg_tpm_quote_check_pcrs(quoted->attestationData, quoted->size, &q->pcrs,
+                                                    tpm->ak_params.hash, err);
         }
         if (r < 0)
                 return r;
