@@ -4,19 +4,28 @@
  * polling goes on, reactivate, restart resume, agent reboot, API errors, allowlists CRUD,
  * /verify/identity and /verify/evidence including a forged signature (CVE-2023-3674). */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <jansson.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include "dsse.h"
 #include "encoding.h"
 #include "hash.h"
 #include "http_client.h"
 #include "payload.h"
+#include "revocation.h"
 #include "stack.h"
 #include "tap.h"
 #include "tls.h"
@@ -129,6 +138,34 @@ static int count_in_log(const struct vg_stack_daemon *d, const char *needle)
         return n;
 }
 
+static int wait_count_in_log(const struct vg_stack_daemon *d, const char *needle, int want,
+                             double secs)
+{
+        int n = 0;
+
+        for (int i = 0; i < (int)(secs * 20); i++) {
+                if ((n = count_in_log(d, needle)) >= want)
+                        break;
+                usleep(50000);
+        }
+        return n;
+}
+
+/* PEM text of a key's public half. */
+static char *pub_pem(EVP_PKEY *k)
+{
+        BIO *b = BIO_new(BIO_s_mem());
+        char *data = NULL, *out;
+        long n;
+
+        if (!b || PEM_write_bio_PUBKEY(b, k) != 1)
+                tap_bail("PEM_write_bio_PUBKEY");
+        n = BIO_get_mem_data(b, &data);
+        out = strndup(data, (size_t)n);
+        BIO_free(b);
+        return out;
+}
+
 static char *file_sha256(const char *path)
 {
         uint8_t d[32];
@@ -200,6 +237,102 @@ static char *urlencode(const char *s)
         return out;
 }
 
+/* ---- a webhook receiver: plain HTTP on 127.0.0.1, one request per connection ---- */
+
+struct hook {
+        int fd, port;
+        pthread_t th;
+        atomic_bool stop;
+        pthread_mutex_t mu;
+        char *bodies[32];
+        int n;
+};
+
+static void hook_serve(struct hook *h, int c)
+{
+        char buf[65536];
+        size_t got = 0;
+        char *end = NULL;
+        long clen = -1;
+
+        while (got < sizeof(buf) - 1) {
+                struct pollfd pfd = { .fd = c, .events = POLLIN };
+                if (poll(&pfd, 1, 5000) <= 0)
+                        break;
+                ssize_t r = read(c, buf + got, sizeof(buf) - 1 - got);
+                if (r <= 0)
+                        break;
+                got += (size_t)r;
+                buf[got] = '\0';
+                if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+                        char *cl = strcasestr(buf, "\r\nContent-Length:");
+                        clen = cl && cl < end ? strtol(cl + 17, NULL, 10) : 0;
+                }
+                if (end && (long)(got - (size_t)(end + 4 - buf)) >= clen)
+                        break;
+        }
+        if (end && clen >= 0 && (long)(got - (size_t)(end + 4 - buf)) >= clen) {
+                pthread_mutex_lock(&h->mu);
+                if (h->n < 32)
+                        h->bodies[h->n++] = strndup(end + 4, (size_t)clen);
+                pthread_mutex_unlock(&h->mu);
+                static const char ok200[] =
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                if (write(c, ok200, sizeof(ok200) - 1) < 0)
+                        tap_diag("webhook receiver: write failed");
+        }
+        close(c);
+}
+
+static void *hook_main(void *userdata)
+{
+        struct hook *h = userdata;
+
+        while (!atomic_load(&h->stop)) {
+                struct pollfd pfd = { .fd = h->fd, .events = POLLIN };
+                if (poll(&pfd, 1, 50) <= 0)
+                        continue;
+                int c = accept(h->fd, NULL, NULL);
+                if (c >= 0)
+                        hook_serve(h, c);
+        }
+        return NULL;
+}
+
+static void hook_start(struct hook *h)
+{
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)h->port) };
+        int one = 1;
+
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (h->fd < 0 || bind(h->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            listen(h->fd, 16) < 0)
+                tap_bail("webhook receiver on port %d: %s", h->port, strerror(errno));
+        atomic_store(&h->stop, false);
+        if (pthread_create(&h->th, NULL, hook_main, h) != 0)
+                tap_bail("pthread_create");
+}
+
+static void hook_stop(struct hook *h)
+{
+        atomic_store(&h->stop, true);
+        pthread_join(h->th, NULL);
+        close(h->fd);
+}
+
+static int hook_count(struct hook *h)
+{
+        pthread_mutex_lock(&h->mu);
+        int n = h->n;
+        pthread_mutex_unlock(&h->mu);
+        return n;
+}
+
+static int wait_count_in_log(const struct vg_stack_daemon *d, const char *needle, int want,
+                             double secs);
+
 static SSL_CTX *client_ctx(const char *ca, bool with_cert, const char *pinned)
 {
         struct vg_error err = { 0 };
@@ -221,15 +354,26 @@ static SSL_CTX *client_ctx(const char *ca, bool with_cert, const char *pinned)
 
 int main(void)
 {
-        static const char *const venv[] = { "VIGIL_VERIFIER_MAX_QUOTES_WITHOUT_PROGRESS=5",
-                                            "VIGIL_VERIFIER_RETRY_INTERVAL=0.5", NULL };
+        static struct hook hook = { .mu = PTHREAD_MUTEX_INITIALIZER };
+        hook.port = tap_free_port();
+        char *hook_env = tap_strf("VIGIL_VERIFIER_WEBHOOK_URL=http://127.0.0.1:%d/hook", hook.port);
+        /* Webhook and agent retries: every 0.5 s, 10 times, so that an outage is bounded. */
+        const char *const venv[] = {
+                "VIGIL_VERIFIER_MAX_QUOTES_WITHOUT_PROGRESS=5",
+                "VIGIL_VERIFIER_RETRY_INTERVAL=0.5",
+                "VIGIL_VERIFIER_EXPONENTIAL_BACKOFF=false",
+                "VIGIL_VERIFIER_MAX_RETRIES=10",
+                "VIGIL_VERIFIER_ENABLED_REVOCATION_NOTIFICATIONS=agent,webhook",
+                hook_env,
+                NULL
+        };
         struct vg_stack_opts so = { .verifier_env = venv, .quote_interval = 0.2 };
         struct vg_error err = { 0 };
         json_t *j = NULL;
         char *out = NULL, *url;
         int r;
 
-        tap_plan(57);
+        tap_plan(87);
         vg_stack_start(&so, &S);
         files_dir = tap_strf("%s/files", S->dir);
         tap_runl(NULL, "mkdir", "-p", files_dir, (char *)NULL);
@@ -293,16 +437,21 @@ int main(void)
         free(url);
 
         /* ---- add the agent ---- */
+        /* keylime_tenant --cert: the certificate serial, 159 bits, as a JSON number. */
+        static const char metadata[] =
+            "{\"cert_serial\": 730750818665451459101842416358141509827966271487, "
+            "\"subject\": \"CN=d432fbb3\", \"ratio\": -1.5e300}";
         const char *allowed[] = { p_good1, p_good2, NULL };
         _cleanup_free_ _cleanup_free_ char *pol = policy_json(allowed);
         _cleanup_free_ char *pol_b64 = b64(pol);
         json_t *add = json_pack(
             "{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s,s], s:[s,s], s:[s,s], s:s}",
             "v", v_b64, "cloudagent_ip", "127.0.0.1", "cloudagent_port", S->agent.port,
-            "tpm_policy", "{\"mask\": \"0x0\"}", "metadata", "{}", "ak_tpm", aik_tpm, "mtls_cert",
-            mtls_cert, "runtime_policy_name", "pol1", "runtime_policy", pol_b64, "revocation_key",
-            "", "accept_tpm_hash_algs", "sha256", "sha1", "accept_tpm_encryption_algs", "rsa",
-            "ecc", "accept_tpm_signing_algs", "rsassa", "ecdsa", "supported_version", "2.5");
+            "tpm_policy", "{\"mask\": \"0x0\"}", "metadata", metadata, "ak_tpm", aik_tpm,
+            "mtls_cert", mtls_cert, "runtime_policy_name", "pol1", "runtime_policy", pol_b64,
+            "revocation_key", "", "accept_tpm_hash_algs", "sha256", "sha1",
+            "accept_tpm_encryption_algs", "rsa", "ecc", "accept_tpm_signing_algs", "rsassa",
+            "ecdsa", "supported_version", "2.5");
         url = tap_strf("%s", cv("/v2.5/agents/" VG_STACK_UUID));
         r = request(admin_tls, "POST", url, add, &j);
         is_int(r, 200, "POST /agents/{id} adds the agent");
@@ -323,6 +472,8 @@ int main(void)
         is_int(json_integer_value(json_object_get(st, "has_runtime_policy")), 1,
                "has_runtime_policy 1");
         ok(json_is_string(json_object_get(st, "tpm_policy")), "tpm_policy is a JSON string");
+        is_str(json_string_value(json_object_get(st, "meta_data")), metadata,
+               "metadata with a 159-bit serial is stored and returned as given");
         json_decref(st);
 
         /* V delivered: the agent holds K = U xor V. */
@@ -354,6 +505,48 @@ int main(void)
         ok(vg_stack_wait_log(&S->verifier, "event=ima.file_not_found", 1),
            "the structured event ima.file_not_found");
         ok(vg_stack_wait_log(&S->verifier, "failed", 1), "the agent is logged as failed");
+
+        /* ---- the webhook: down first, then up ---- */
+        ok(vg_stack_wait_log(&S->verifier, "retry 2 of 10", 5),
+           "the webhook is down: the verifier retries");
+        is_int(hook_count(&hook), 0, "nothing received while the receiver is down");
+        hook_start(&hook);
+        for (int i = 0; i < 100 && hook_count(&hook) == 0; i++)
+                usleep(50000);
+        is_int(hook_count(&hook), 1, "the revocation arrives once the receiver is up");
+        ok(vg_stack_wait_log(&S->verifier, "revocation delivered to the webhook", 2),
+           "the verifier logs the delivery");
+        {
+                json_t *hb = hook.n ? json_loads(hook.bodies[0], 0, NULL) : NULL;
+                const char *msg = json_string_value(json_object_get(hb, "msg"));
+                const char *sig = json_string_value(json_object_get(hb, "signature"));
+                json_t *m = msg ? json_loads(msg, 0, NULL) : NULL;
+                is_str(json_string_value(json_object_get(m, "type")), "revocation",
+                       "webhook msg: type revocation");
+                is_str(json_string_value(json_object_get(m, "agent_id")), VG_STACK_UUID,
+                       "webhook msg: agent_id");
+                is_str(json_string_value(json_object_get(m, "event_id")), "ima.file_not_found",
+                       "webhook msg: event_id ima.file_not_found");
+                char *cpath = tap_strf("%s/RevocationNotifier-cert.crt", S->ca_dir);
+                FILE *cf = fopen(cpath, "re");
+                X509 *x = cf ? PEM_read_X509(cf, NULL, NULL, NULL) : NULL;
+                EVP_PKEY *rpub = x ? X509_get_pubkey(x) : NULL;
+                if (cf)
+                        fclose(cf);
+                struct vg_error verr = { 0 };
+                is_int(msg && sig ? vg_revocation_verify(msg, sig, rpub, &verr) : -1, 0,
+                       "its signature verifies with the verifier's revocation certificate %s",
+                       vg_error_str(&verr));
+                char *msg2 = msg ? tap_strf("%s ", msg) : NULL;
+                ok(msg2 && vg_revocation_verify(msg2, sig, rpub, &verr) < 0,
+                   "a changed msg does not verify");
+                free(msg2);
+                EVP_PKEY_free(rpub);
+                X509_free(x);
+                free(cpath);
+                json_decref(m);
+                json_decref(hb);
+        }
         st = agent_status();
         is_int(json_integer_value(json_object_get(st, "operational_state")), 7, "state 7 (Failed)");
         is_str(json_string_value(json_object_get(st, "attestation_status")), "FAIL",
@@ -367,12 +560,35 @@ int main(void)
         ok(status_int("last_received_quote") > lrq, "polling continues after the failure");
         is_int(count_in_log(&S->verifier, "File not found in allowlist: /root/bad-script.sh"), 1,
                "the same violation is reported once");
+        /* The receiver goes away for good: the retries end. */
+        hook_stop(&hook);
         sim("exec-as", p_bad2);
         ok(vg_stack_wait_log(&S->verifier, "File not found in allowlist: /root/bad-two.sh", 10),
            "a second bad file is reported too");
         sleep(1);
         is_int(count_in_log(&S->verifier, "File not found in allowlist: /root/bad-script.sh"), 1,
                "the first is still reported only once");
+        ok(wait_count_in_log(&S->verifier,
+                             "revocation not delivered to the webhook after 11 attempts", 1,
+                             10) == 1,
+           "webhook retries are bounded: given up after 11 attempts");
+        is_int(hook_count(&hook), 1, "nothing more was received");
+
+        /* ---- a restart while failed does not report the old violations again ---- */
+        int resumed = count_in_log(&S->verifier, "resuming agent");
+        int summaries = count_in_log(&S->verifier, "IMA ERRORS:");
+        vg_stack_daemon_stop(&S->verifier);
+        vg_stack_daemon_start(S, &S->verifier);
+        is_int(wait_count_in_log(&S->verifier, "resuming agent", resumed + 1, 5), resumed + 1,
+               "the verifier restarts and resumes the failed agent");
+        lrq = status_int("last_received_quote");
+        sleep(2);
+        ok(status_int("last_received_quote") > lrq, "it is polled again");
+        is_int(status_int("operational_state"), 7, "still Failed");
+        is_int(count_in_log(&S->verifier, "File not found in allowlist: /root/bad-script.sh") +
+                   count_in_log(&S->verifier, "File not found in allowlist: /root/bad-two.sh"),
+               2, "old violations are not reported again after the restart");
+        is_int(count_in_log(&S->verifier, "IMA ERRORS:"), summaries, "nor their summary");
 
         /* ---- allowlists CRUD ---- */
         const char *allowed2[] = { p_good1, p_good2, p_bad1, p_bad2, NULL };
@@ -416,15 +632,97 @@ int main(void)
         sim("exec-as", p_good1);
         sleep(1);
         long long next = status_int("ima_next_entry"), cnt = status_int("attestation_count");
+        resumed = count_in_log(&S->verifier, "resuming agent");
+        vg_stack_daemon_setenv(&S->verifier, "VIGIL_VERIFIER_REQUIRE_ALLOW_LIST_SIGNATURES",
+                               "true");
         vg_stack_daemon_stop(&S->verifier);
         vg_stack_daemon_start(S, &S->verifier);
-        ok(vg_stack_wait_log(&S->verifier, "resuming agent", 5), "the restarted verifier resumes");
+        is_int(wait_count_in_log(&S->verifier, "resuming agent", resumed + 1, 5), resumed + 1,
+               "the restarted verifier resumes");
         n = wait_int("attestation_count", cnt + 2, 15);
         ok(n >= cnt + 2, "attestation_count continues (%lld -> %lld)", cnt, n);
         char *needle = tap_strf("ima_ml_entry %lld", next);
         ok(next > 0 && vg_stack_wait_log(&S->agent, needle, 5),
            "the IMA position survives the restart (agent asked for entry %lld)", next);
         free(needle);
+
+        /* ---- require_allow_list_signatures: DSSE envelopes and detached signatures ---- */
+        {
+                char *kpath = tap_strf("%s/policy-key.pem", S->dir);
+                char *opath = tap_strf("%s/other-key.pem", S->dir);
+                EVP_PKEY *pk = NULL, *other = NULL;
+                char *env_good = NULL, *env_bad = NULL;
+                if (vg_dsse_generate_key(kpath, &pk, &err) < 0 ||
+                    vg_dsse_generate_key(opath, &other, &err) < 0 ||
+                    vg_dsse_sign(pk, NULL, VG_DSSE_KEYLIME_PAYLOAD_TYPE, pol2, strlen(pol2),
+                                 &env_good, &err) < 0 ||
+                    vg_dsse_sign(other, NULL, VG_DSSE_KEYLIME_PAYLOAD_TYPE, pol2, strlen(pol2),
+                                 &env_bad, &err) < 0)
+                        tap_bail("DSSE: %s", vg_error_str(&err));
+                char *pem = pub_pem(pk);
+                char *key_b64 = b64(pem), *good_b64 = b64(env_good), *bad_b64 = b64(env_bad);
+                json_t *body = json_pack("{s:s, s:s}", "runtime_policy", good_b64,
+                                         "runtime_policy_key", key_b64);
+                is_int(request(admin_tls, "POST", cv("/v2.5/allowlists/dsse-good"), body, NULL),
+                       201, "DSSE envelope with a good signature: 201");
+                r = request(admin_tls, "GET", cv("/v2.5/allowlists/dsse-good"), NULL, &j);
+                is_str(json_string_value(
+                           json_object_get(json_object_get(j, "results"), "runtime_policy")),
+                       env_good, "the envelope is kept as given");
+                json_decref(j);
+                json_object_set_new(body, "runtime_policy", json_string(bad_b64));
+                r = request(admin_tls, "POST", cv("/v2.5/allowlists/dsse-bad"), body, &j);
+                is_int(r, 401, "DSSE envelope signed by another key: 401");
+                contains(json_string_value(json_object_get(j, "status")),
+                         "failed DSSE signature verification", "naming the failure");
+                json_decref(j);
+                json_object_del(body, "runtime_policy_key");
+                json_object_set_new(body, "runtime_policy", json_string(good_b64));
+                is_int(request(admin_tls, "POST", cv("/v2.5/allowlists/dsse-nokey"), body, NULL),
+                       401, "DSSE envelope without runtime_policy_key: 401");
+                json_object_set_new(body, "runtime_policy", json_string(pol2_b64));
+                r = request(admin_tls, "POST", cv("/v2.5/allowlists/unsigned"), body, &j);
+                is_int(r, 401, "a policy without any signature: 401");
+                contains(json_string_value(json_object_get(j, "status")), "signature required",
+                         "saying a signature is required");
+                json_decref(j);
+                /* A detached ECDSA signature over the policy text still does. */
+                EVP_MD_CTX *mc = EVP_MD_CTX_new();
+                uint8_t dsig[256];
+                size_t dlen = sizeof(dsig);
+                if (!mc || EVP_DigestSignInit(mc, NULL, EVP_sha256(), NULL, pk) != 1 ||
+                    EVP_DigestSign(mc, dsig, &dlen, (const uint8_t *)pol2, strlen(pol2)) != 1)
+                        tap_bail("ECDSA sign");
+                EVP_MD_CTX_free(mc);
+                char *dsig_b64 = vg_b64_encode(dsig, dlen, VG_B64_STD);
+                json_object_set_new(body, "runtime_policy_sig", json_string(dsig_b64));
+                json_object_set_new(body, "runtime_policy_key", json_string(key_b64));
+                is_int(request(admin_tls, "POST", cv("/v2.5/allowlists/detached"), body, NULL), 201,
+                       "a detached signature verifies too: 201");
+                /* The agent's policy replaced by the envelope: reactivate unwraps it. */
+                json_object_del(body, "runtime_policy_sig");
+                json_object_set_new(body, "runtime_policy", json_string(good_b64));
+                is_int(request(admin_tls, "PUT", cv("/v2.5/allowlists/pol1"), body, NULL), 201,
+                       "PUT pol1 as a DSSE envelope");
+                is_int(request(admin_tls, "PUT", cv("/v2.5/agents/" VG_STACK_UUID "/reactivate"),
+                               NULL, NULL),
+                       200, "reactivate");
+                long long c1 = status_int("attestation_count");
+                ok(wait_int("attestation_count", c1 + 2, 15) >= c1 + 2,
+                   "the agent attests against the policy inside the envelope");
+                json_decref(body);
+                free(dsig_b64);
+                free(key_b64);
+                free(good_b64);
+                free(bad_b64);
+                free(pem);
+                free(env_good);
+                free(env_bad);
+                EVP_PKEY_free(pk);
+                EVP_PKEY_free(other);
+                free(kpath);
+                free(opath);
+        }
 
         /* ---- agent reboot ---- */
         vg_stack_daemon_stop(&S->agent);
@@ -447,6 +745,14 @@ int main(void)
         is_int(raw_request("POST", cv("/v2.5/agents/x-1"), "{\"cloudagent_ip\":\"1.2.3.4\"}", &j),
                400, "missing fields are 400");
         contains(json_string_value(json_object_get(j, "status")), "ak_tpm", "naming the field");
+        json_decref(j);
+        is_int(raw_request("POST", cv("/v2.5/agents/x-1"),
+                           "{\"cloudagent_ip\":\"1.2.3.4\",\"cloudagent_port\":9002,"
+                           "\"ak_tpm\":\"AAAA\",\"mtls_cert\":\"x\","
+                           "\"metadata\":\"{\\\"serial\\\": 01}\"}",
+                           &j),
+               400, "metadata that is not JSON is 400");
+        contains(json_string_value(json_object_get(j, "status")), "metadata", "naming the field");
         json_decref(j);
         is_int(request(admin_tls, "GET", cv("/v2.5/agents/nope"), NULL, NULL), 404,
                "unknown agent is 404");
@@ -532,6 +838,9 @@ int main(void)
         free(mtls_cert);
         free(files_dir);
         free(boot_agg);
+        free(hook_env);
+        for (int i = 0; i < hook.n; i++)
+                free(hook.bodies[i]);
         vg_stack_free(S);
         return tap_done();
 }

@@ -167,7 +167,7 @@ static void handle_failure(struct vg_cv_agent *a, struct vg_cv_failure *f)
                 else
                         snprintf(a->reported_quote_event, sizeof(a->reported_quote_event), "%s",
                                  e->id);
-                if (!worst || e->severity >= worst->severity)
+                if (!worst || e->severity > worst->severity) /* the first, the cause */
                         worst = e;
                 fresh++;
         }
