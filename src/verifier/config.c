@@ -53,12 +53,15 @@ static const struct vg_config_option verifier_options[] = {
           "polling stops at the first failure (Keylime's behaviour) until reactivate" },
         { "enabled_revocation_notifications", VG_CONFIG_STRING_LIST, "agent",
           "where revocations go: agent (every agent of this verifier), webhook" },
-        { "webhook_url", VG_CONFIG_STRING, "", "URL a revocation is POSTed to (http or https)" },
+        { "webhook_url", VG_CONFIG_STRING, "",
+          "URL a revocation is POSTed to (http or https); retried as retry_interval, "
+          "max_retries and exponential_backoff say" },
         { "revocation_key", VG_CONFIG_STRING, "RevocationNotifier-private.pem",
           "RSA key signing revocations when the tenant gave none (generated in tls_dir if "
           "missing)" },
         { "require_allow_list_signatures", VG_CONFIG_BOOLEAN, "false",
-          "refuse runtime policies without a valid runtime_policy_sig" },
+          "refuse runtime policies that are neither a DSSE envelope verified with "
+          "runtime_policy_key nor a policy with a valid detached runtime_policy_sig" },
         { "max_upload_size", VG_CONFIG_INTEGER, "104857600",
           "largest request body accepted (runtime policies)", 1024, 1073741824 },
         { "state_flush_interval", VG_CONFIG_STRING, "0.5",
