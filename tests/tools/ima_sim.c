@@ -41,7 +41,9 @@ static const char usage[] =
     "                          append N entries a second, round-robin over FILEs (PATH or\n"
     "                          TARGET=LOCAL), for S seconds; with --inject-at, an entry for\n"
     "                          BADFILE (PATH or TARGET=LOCAL) goes in after the K-th entry.\n"
-    "                          Prints the entries written and the rate achieved.\n"
+    "                          Entries that fall behind the pace (the TPM busy with a quote)\n"
+    "                          are dropped, not extended back to back later. Prints the\n"
+    "                          entries written and the rate achieved.\n"
     "\n"
     "  --log FILE        the measurement list to append to (created if missing)\n"
     "  --tcti TCTI       the TPM, as tpm2-tools' -T takes it (swtpm:path=...)\n"
@@ -53,7 +55,7 @@ static const char usage[] =
 
 #define IMA_PCR    10
 #define MAX_BANKS  4
-#define BATCH_MAX  256   /* lines written (and flushed) before their extends in a burst */
+#define BATCH_MAX  256    /* lines written (and flushed) before their extends in a burst */
 #define MAX_LAG    0.0002 /* seconds a burst may fall behind before entries are dropped */
 #define NAME_MAX_L 4096
 
