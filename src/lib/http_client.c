@@ -1,5 +1,11 @@
 /* vigil: asynchronous HTTP/1.1 client on bufferevents: one request per connection at a time,
- * idle connections kept per origin (scheme, host, port, TLS context) and reused. */
+ * idle connections kept per origin (scheme, host, port, TLS context) and reused.
+ *
+ * A verifier holds one kept-alive connection per agent, so tens of thousands of connections:
+ * nothing on the request path walks them. Idle connections hang off a per-origin entry in a hash
+ * table (found in O(1) when a request starts, counted when one is parked); an origin entry lives
+ * while it has idle connections. Idle and request timers with the client's default durations are
+ * libevent common timeouts (O(1) queues instead of the timer heap). */
 #include "http_client.h"
 #include "cleanup.h"
 #include "log.h"
@@ -27,11 +33,14 @@
 #endif
 
 struct vg_http_call;
+struct origin;
 
 struct cconn {
         struct vg_http_client *client;
         struct cconn *prev, *next; /* every connection of the client */
         bool idle;
+        struct origin *origin;       /* while idle */
+        struct cconn *iprev, *inext; /* the origin's idle connections, last parked first */
         struct bufferevent *bev;
         struct event *connect_ev;
         struct event *idle_timer;
@@ -66,6 +75,18 @@ struct vg_http_call {
         char method[32];
 };
 
+/* Idle connections to one (scheme, host, port, TLS context). */
+struct origin {
+        struct origin *hnext; /* hash chain */
+        uint64_t hash;
+        bool https;
+        uint16_t port;
+        SSL_CTX *ctx;
+        struct cconn *idle; /* last parked first */
+        unsigned n_idle;
+        char host[256];
+};
+
 struct vg_http_client {
         struct event_base *base;
         SSL_CTX *tls;
@@ -76,6 +97,10 @@ struct vg_http_client {
         struct cconn *conns;
         struct vg_http_call *calls;
         uint64_t connects;
+        struct origin **origins; /* hash table of origins with idle connections */
+        size_t n_buckets, n_origins;
+        const struct timeval *idle_tv, *timeout_tv; /* common timeouts, or the next two */
+        struct timeval idle_timeout_tv, timeout_tv_;
 };
 
 static void conn_free(struct cconn *c);
@@ -300,8 +325,9 @@ static void call_timer_cb(evutil_socket_t fd, short what, void *arg)
         if (!call->started) {
                 struct timeval tv = { .tv_sec = call->timeout_ms / 1000,
                                       .tv_usec = (call->timeout_ms % 1000) * 1000 };
+                struct vg_http_client *cl = call->client;
                 call->started = true;
-                evtimer_add(call->timer, &tv);
+                evtimer_add(call->timer, call->timeout_ms == cl->timeout_ms ? cl->timeout_tv : &tv);
                 call_start(call);
                 return;
         }
@@ -323,6 +349,128 @@ void vg_http_call_cancel(struct vg_http_call *call)
         call_free(call);
 }
 
+/* ---- origins ----------------------------------------------------------------------------- */
+
+static uint64_t origin_hash(bool https, const char *host, uint16_t port, const SSL_CTX *ctx)
+{
+        uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over the lower-cased host */
+
+        for (const char *p = host; *p; p++) {
+                h ^= (uint8_t)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+                h *= 0x100000001b3ull;
+        }
+        h ^= ((uint64_t)port << 1) | (https ? 1u : 0u);
+        h *= 0x100000001b3ull;
+        h ^= (uint64_t)(uintptr_t)ctx >> 4;
+        h *= 0x100000001b3ull;
+        return h ^ (h >> 29);
+}
+
+static struct origin **origin_slot(struct vg_http_client *cl, uint64_t hash, bool https,
+                                   const char *host, uint16_t port, const SSL_CTX *ctx)
+{
+        struct origin **p;
+
+        if (!cl->n_buckets)
+                return NULL;
+        for (p = &cl->origins[hash & (cl->n_buckets - 1)]; *p; p = &(*p)->hnext)
+                if ((*p)->hash == hash && (*p)->port == port && (*p)->https == https &&
+                    (*p)->ctx == ctx && strcasecmp((*p)->host, host) == 0)
+                        break;
+        return p;
+}
+
+static struct origin *origin_find(struct vg_http_client *cl, bool https, const char *host,
+                                  uint16_t port, const SSL_CTX *ctx)
+{
+        struct origin **p =
+            origin_slot(cl, origin_hash(https, host, port, ctx), https, host, port, ctx);
+
+        return p ? *p : NULL;
+}
+
+/* Grow at a load of 1; a failed resize keeps the table as it is (longer chains). */
+static void origins_grow(struct vg_http_client *cl)
+{
+        size_t n = cl->n_buckets ? cl->n_buckets * 2 : 64;
+        struct origin **t = calloc(n, sizeof(*t));
+
+        if (!t)
+                return;
+        for (size_t i = 0; i < cl->n_buckets; i++)
+                while (cl->origins[i]) {
+                        struct origin *o = cl->origins[i];
+                        cl->origins[i] = o->hnext;
+                        o->hnext = t[o->hash & (n - 1)];
+                        t[o->hash & (n - 1)] = o;
+                }
+        free(cl->origins);
+        cl->origins = t;
+        cl->n_buckets = n;
+}
+
+/* The origin entry of c, created if needed; NULL when out of memory. */
+static struct origin *origin_get(struct vg_http_client *cl, const struct cconn *c)
+{
+        uint64_t hash = origin_hash(c->https, c->host, c->port, c->ctx);
+        struct origin **p, *o;
+
+        if (cl->n_origins >= cl->n_buckets)
+                origins_grow(cl);
+        p = origin_slot(cl, hash, c->https, c->host, c->port, c->ctx);
+        if (!p)
+                return NULL;
+        if (*p)
+                return *p;
+        o = calloc(1, sizeof(*o));
+        if (!o)
+                return NULL;
+        o->hash = hash;
+        o->https = c->https;
+        o->port = c->port;
+        o->ctx = c->ctx;
+        snprintf(o->host, sizeof(o->host), "%s", c->host);
+        *p = o;
+        cl->n_origins++;
+        return o;
+}
+
+static void origin_release(struct vg_http_client *cl, struct origin *o)
+{
+        struct origin **p;
+
+        if (o->n_idle)
+                return;
+        for (p = &cl->origins[o->hash & (cl->n_buckets - 1)]; *p != o; p = &(*p)->hnext)
+                ;
+        *p = o->hnext;
+        cl->n_origins--;
+        free(o);
+}
+
+/* Take c off its origin's idle list (it is about to carry a request, or go away). */
+static void conn_unpark(struct cconn *c)
+{
+        struct origin *o = c->origin;
+
+        if (!c->idle)
+                return;
+        c->idle = false;
+        evtimer_del(c->idle_timer);
+        if (o) {
+                if (c->iprev)
+                        c->iprev->inext = c->inext;
+                else
+                        o->idle = c->inext;
+                if (c->inext)
+                        c->inext->iprev = c->iprev;
+                c->iprev = c->inext = NULL;
+                c->origin = NULL;
+                o->n_idle--;
+                origin_release(c->client, o);
+        }
+}
+
 /* ---- connections ------------------------------------------------------------------------- */
 
 static void conn_free(struct cconn *c)
@@ -333,6 +481,7 @@ static void conn_free(struct cconn *c)
                 c->call->conn = NULL;
                 c->call = NULL;
         }
+        conn_unpark(c);
         if (c->prev)
                 c->prev->next = c->next;
         else if (cl->conns == c)
@@ -373,21 +522,22 @@ static void idle_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void conn_park(struct cconn *c)
 {
         struct vg_http_client *cl = c->client;
-        struct timeval tv = { .tv_sec = cl->idle_timeout_ms / 1000,
-                              .tv_usec = (cl->idle_timeout_ms % 1000) * 1000 };
-        unsigned n = 0;
+        struct origin *o;
 
-        for (struct cconn *o = cl->conns; o; o = o->next)
-                if (o->idle && o->https == c->https && o->port == c->port && o->ctx == c->ctx &&
-                    strcasecmp(o->host, c->host) == 0)
-                        n++;
-        if (cl->no_keepalive || n >= cl->max_idle ||
-            evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        if (cl->no_keepalive || evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
+            !(o = origin_get(cl, c)) || o->n_idle >= cl->max_idle) {
                 conn_free(c);
                 return;
         }
         c->idle = true;
-        evtimer_add(c->idle_timer, &tv);
+        c->origin = o;
+        c->iprev = NULL;
+        c->inext = o->idle;
+        if (o->idle)
+                o->idle->iprev = c;
+        o->idle = c;
+        o->n_idle++;
+        evtimer_add(c->idle_timer, cl->idle_tv);
 }
 
 static void conn_done(struct cconn *c, struct vg_http_message *msg)
@@ -669,14 +819,13 @@ static void call_start(struct vg_http_call *call)
         struct cconn *c;
 
         /* A parked connection to the same origin and TLS context, unless this is a retry. */
-        for (c = call->retried ? NULL : cl->conns; c; c = c->next)
-                if (c->idle && c->https == call->url.https && c->port == call->url.port &&
-                    c->ctx == call->ctx && strcasecmp(c->host, call->url.host) == 0)
-                        break;
+        struct origin *o = call->retried ? NULL
+                                         : origin_find(cl, call->url.https, call->url.host,
+                                                       call->url.port, call->ctx);
+        c = o ? o->idle : NULL;
         if (c) {
-                c->idle = false;
+                conn_unpark(c);
                 c->reused = true;
-                evtimer_del(c->idle_timer);
                 c->call = call;
                 call->conn = c;
                 conn_send(c);
@@ -739,6 +888,18 @@ int vg_http_client_new(struct event_base *base, const struct vg_http_client_conf
         cl->max_response_bytes = cfg->max_response_bytes ? cfg->max_response_bytes : 16 << 20;
         cl->max_header_bytes = cfg->max_header_bytes ? cfg->max_header_bytes : 64 << 10;
         cl->no_keepalive = cfg->no_keepalive;
+        struct timeval itv = { .tv_sec = cl->idle_timeout_ms / 1000,
+                               .tv_usec = (cl->idle_timeout_ms % 1000) * 1000 };
+        struct timeval ttv = { .tv_sec = cl->timeout_ms / 1000,
+                               .tv_usec = (cl->timeout_ms % 1000) * 1000 };
+        cl->idle_timeout_tv = itv;
+        cl->timeout_tv_ = ttv;
+        cl->idle_tv = event_base_init_common_timeout(base, &itv);
+        cl->timeout_tv = event_base_init_common_timeout(base, &ttv);
+        if (!cl->idle_tv)
+                cl->idle_tv = &cl->idle_timeout_tv;
+        if (!cl->timeout_tv)
+                cl->timeout_tv = &cl->timeout_tv_;
         cl->user_agent = strdup(cfg->user_agent ? cfg->user_agent : "vigil/" VIGIL_VERSION);
         if (!cl->user_agent || !vg_http_is_field_value(cl->user_agent)) {
                 free(cl->user_agent);
@@ -761,6 +922,7 @@ void vg_http_client_free(struct vg_http_client *cl)
                 vg_http_call_cancel(cl->calls);
         while (cl->conns)
                 conn_free(cl->conns);
+        free(cl->origins); /* empty: an origin goes with its last idle connection */
         SSL_CTX_free(cl->tls);
         free(cl->user_agent);
         free(cl);
@@ -864,7 +1026,6 @@ int vg_http_client_send(struct vg_http_client *cl, const struct vg_http_client_r
         static const char *const idempotent[] = { "GET", "HEAD", "PUT", "DELETE", "OPTIONS" };
         struct vg_http_call *call;
         const char *method = req->method ? req->method : "GET";
-        struct timeval zero = { 0, 0 };
         int r;
 
         if (!cb || !req->url)
@@ -900,7 +1061,7 @@ int vg_http_client_send(struct vg_http_client *cl, const struct vg_http_client_r
                 return r;
         }
         /* Start from the loop, so that the callback never runs inside this function. */
-        evtimer_add(call->timer, &zero);
+        event_active(call->timer, EV_TIMEOUT, 1);
         call->next = cl->calls;
         if (cl->calls)
                 cl->calls->prev = call;
