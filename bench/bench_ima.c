@@ -1,6 +1,8 @@
 /* vigil bench: IMA verification per entry (100k-entry ima-ng log against a 100k-entry runtime
  * policy, sha1 and sha256 banks) and runtime policy load time (ours and jansson's json_loadb).
- * Prints one JSON object per line. Usage: bench_ima [ENTRIES] [REPEATS] */
+ * Prints one JSON object per line. Usage: bench_ima [ENTRIES] [REPEATS] [DUMP_DIR]
+ * With DUMP_DIR, the generated log, policy and PCR 10 values are written there, so that
+ * bench/keylime_anchor.py can time Keylime on exactly the same inputs. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,35 @@ static void append(struct text *t, const char *s, size_t n)
         memcpy(t->p + t->len, s, n);
         t->len += n;
         t->p[t->len] = '\0';
+}
+
+static int write_text(const char *dir, const char *name, const char *data, size_t len)
+{
+        char path[4096];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        f = fopen(path, "w");
+        if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+                fprintf(stderr, "cannot write %s\n", path);
+                return -1;
+        }
+        return 0;
+}
+
+static int dump(const char *dir, const struct text *log, const struct text *pol,
+                const uint8_t pcr1[20], const uint8_t pcr256[32])
+{
+        char h1[41], h256[65];
+
+        hex(h1, pcr1, 20);
+        hex(h256, pcr256, 32);
+        if (write_text(dir, "ascii_runtime_measurements", log->p, log->len) < 0 ||
+            write_text(dir, "runtime_policy.json", pol->p, pol->len) < 0 ||
+            write_text(dir, "pcr10.sha1", h1, 40) < 0 ||
+            write_text(dir, "pcr10.sha256", h256, 64) < 0)
+                return -1;
+        return 0;
 }
 
 int main(int argc, char **argv)
@@ -96,6 +127,8 @@ int main(int argc, char **argv)
                            "\"ima\": {\"ignored_keyrings\": [], \"log_hash_alg\": \"sha1\", "
                            "\"dm_policy\": null}, \"ima-buf\": {}, \"verification-keys\": \"\"}";
         append(&pol, tail, strlen(tail));
+        if (argc > 3 && dump(argv[3], &log, &pol, pcr1, pcr256) < 0)
+                return 1;
 
         /* Policy load: ours, best of repeats; and jansson alone for comparison. */
         double best = 1e9, jbest = 1e9;
