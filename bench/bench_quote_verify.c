@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "cleanup.h"
@@ -27,10 +28,12 @@ struct sample {
 
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: bench_quote_verify [--quotes N] [--rounds R] [--mask 0xHEX]\n"
-                   "  N distinct quotes per key type (default 1000), verified R times each\n"
-                   "  (default 5); mask: the PCRs quoted (default 0x10400, PCR 10 and 16).\n"
-                   "  One JSON object per line on stdout.\n");
+        fprintf(f,
+                "usage: bench_quote_verify [--quotes N] [--rounds R] [--mask 0xHEX] [--dump DIR]\n"
+                "  N distinct quotes per key type (default 1000), verified R times each\n"
+                "  (default 5); mask: the PCRs quoted (default 0x10400, PCR 10 and 16).\n"
+                "  --dump DIR writes one quote, its nonce and the AK (PEM) per key type there\n"
+                "  for bench/keylime_anchor.py. One JSON object per line on stdout.\n");
 }
 
 /* One verification as the verifier does it for a poll; exits on a verdict other than OK. */
@@ -84,7 +87,29 @@ static double openssl_floor_us(EVP_PKEY *priv, EVP_PKEY *pub, unsigned n)
         return (t1 - t0) * 1e6 / n;
 }
 
-static void run(enum vg_tpm_key_type type, unsigned nq, unsigned rounds, uint32_t mask)
+/* DIR/quote-NAME.txt, DIR/nonce-NAME.txt and DIR/ak-NAME.pem: one sample for the anchor. */
+static void dump(const char *dir, const char *name, const struct sample *s, EVP_PKEY *ak)
+{
+        char path[4096];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/quote-%s.txt", dir, name);
+        if (!(f = fopen(path, "w")) || fputs(s->quote, f) < 0 || fclose(f) != 0)
+                goto fail;
+        snprintf(path, sizeof(path), "%s/nonce-%s.txt", dir, name);
+        if (!(f = fopen(path, "w")) || fputs(s->nonce, f) < 0 || fclose(f) != 0)
+                goto fail;
+        snprintf(path, sizeof(path), "%s/ak-%s.pem", dir, name);
+        if (!(f = fopen(path, "w")) || PEM_write_PUBKEY(f, ak) != 1 || fclose(f) != 0)
+                goto fail;
+        return;
+fail:
+        fprintf(stderr, "bench_quote_verify: cannot write %s\n", path);
+        exit(1);
+}
+
+static void run(enum vg_tpm_key_type type, unsigned nq, unsigned rounds, uint32_t mask,
+                const char *dump_dir)
 {
         static const char alnum[] =
             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -129,6 +154,8 @@ static void run(enum vg_tpm_key_type type, unsigned nq, unsigned rounds, uint32_
                "\"quote_bytes\":%zu}\n",
                name, nq, (t1 - t0) * 1e6 / nq, quote_bytes);
 
+        if (dump_dir)
+                dump(dump_dir, name, &s[0], ak.pub->pkey);
         /* Warm up both paths once, then time them. */
         verify_one(&s[0], NULL, ak.pub);
         verify_one(&s[0], ak.pub->pkey, ak.pub);
@@ -158,6 +185,7 @@ int main(int argc, char **argv)
 {
         unsigned nq = 1000, rounds = 5;
         uint32_t mask = 0x10400;
+        const char *dump_dir = NULL;
 
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -170,6 +198,11 @@ int main(int argc, char **argv)
                 if (!v) {
                         usage(stderr);
                         return 2;
+                }
+                if (!strcmp(a, "--dump")) {
+                        dump_dir = v;
+                        i++;
+                        continue;
                 }
                 unsigned long x = strtoul(v, &end, 0);
                 if (!*v || *end || x == 0 || x > 10000000) {
@@ -189,7 +222,7 @@ int main(int argc, char **argv)
                 i++;
         }
         /* The rust-keylime test vector (shared/data/quote) is not verified: its AK is not there. */
-        run(VG_TPM_KEY_ECC, nq, rounds, mask);
-        run(VG_TPM_KEY_RSA, nq, rounds, mask);
+        run(VG_TPM_KEY_ECC, nq, rounds, mask, dump_dir);
+        run(VG_TPM_KEY_RSA, nq, rounds, mask, dump_dir);
         return 0;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-# vigil bench: the anchor figures for bench_ima, measured on Keylime itself with exactly the
-# inputs bench_ima generated (`bench_ima 100000 3 DIR`). Keylime is not part of vigil: point
+# vigil bench: the anchor figures for bench_ima and bench_quote_verify, measured on Keylime
+# itself with exactly the inputs they generated (`bench_ima 100000 3 DIR` and
+# `bench_quote_verify --dump DIR`). Keylime is not part of vigil: point
 # PYTHONPATH at an existing Keylime checkout (see ../shared/reference/keylime.md §10) and run
 # with Debian's python3, which has Keylime's dependencies:
 #
@@ -23,10 +24,40 @@ def best_of(n, fn):
     return best, result
 
 
+def quote_anchor(d):
+    """Keylime's tpm_util.checkquote (AK PEM load, signature, nonce, pcrDigest) per quote."""
+    import base64
+
+    from keylime.tpm import tpm_util
+
+    for name in ("ecdsa-p256", "rsassa-2048"):
+        path = os.path.join(d, f"quote-{name}.txt")
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="ascii") as f:
+            quote = f.read().strip()
+        with open(os.path.join(d, f"nonce-{name}.txt"), encoding="ascii") as f:
+            nonce = f.read().strip()
+        with open(os.path.join(d, f"ak-{name}.pem"), "rb") as f:
+            ak_pem = f.read()
+        attest, sig, pcrblob = (base64.b64decode(p) for p in quote[1:].split(":"))
+        n = 2000
+
+        def run():
+            for _ in range(n):
+                tpm_util.checkquote(ak_pem, nonce, sig, attest, pcrblob, "sha256")
+
+        t, _ = best_of(3, run)
+        print(json.dumps({"bench": "keylime_quote_verify", "key": name,
+                          "us_per_quote": round(t * 1e6 / n, 1),
+                          "keylime": "tpm_util.checkquote"}))
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit("usage: keylime_anchor.py DIR [REPEATS]  (DIR from `bench_ima N R DIR`)")
     d = sys.argv[1]
+    quote_anchor(d)
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     os.environ.setdefault("KEYLIME_TEST", "True")
 
