@@ -321,9 +321,9 @@ static void test_simulator(void)
         FREE(text);
 
         /* A paced burst: one extend per entry, the injected file after entry 1000. */
-        is_int(sim_run(log, tcti, &out, "burst", "--rate", "7000", "--duration", "2", "--inject-at",
+        is_int(sim_run(log, tcti, &out, "burst", "--rate", "6500", "--duration", "2", "--inject-at",
                        "1000", as_burst, as_a, as_b, NULL),
-               0, "ima-sim burst --rate 7000 --duration 2 --inject-at 1000");
+               0, "ima-sim burst --rate 6500 --duration 2 --inject-at 1000");
         char *r = out ? strstr(out, "entries/s") : NULL;
         while (r && r > out && r[-1] == ' ')
                 r--;
@@ -832,9 +832,9 @@ static void test_burst(void)
         /* Part 1: only allowed (and excluded) files, >= 5000/s, the verifier polling every
          * 0.2 s: not one failure. */
         out_path = tap_strf("%s/burst1.out", s->dir);
-        const char *args1[] = { "burst", "--rate", "7000", "--duration", dur, f1,
+        const char *args1[] = { "burst", "--rate", "6500", "--duration", dur, f1,
                                 f2,      f3,       f4,     f5,           NULL };
-        tap_diag("burst: %ld s at 7000 entries/s while the verifier polls every 0.2 s", seconds);
+        tap_diag("burst: %ld s at 6500 entries/s while the verifier polls every 0.2 s", seconds);
         t0 = now();
         pid = sim_spawn(s, out_path, args1);
         while (waitpid(pid, &status, WNOHANG) == 0) {
@@ -881,14 +881,14 @@ static void test_burst(void)
         _cleanup_free_ char *vlog = tap_read_file(s->verifier.log, NULL);
         for (const char *q = vlog; q && (q = strstr(q, "quote request answered")); q++)
                 retried++;
-        ok(retried * 20 <= cv.count - start.count,
-           "quote requests retried: %ld of %lld (at most 5%%)", retried, cv.count - start.count);
+        ok(retried * 10 <= cv.count - start.count,
+           "quote requests retried: %ld of %lld (at most 10%%)", retried, cv.count - start.count);
 
         /* Part 2: the same burst with bad-burst.sh slipped in after 10,000 entries. */
         FREE(out);
         FREE(out_path);
         out_path = tap_strf("%s/burst2.out", s->dir);
-        const char *args2[] = { "burst", "--rate", "7000", "--duration", "4", "--inject-at",
+        const char *args2[] = { "burst", "--rate", "6500", "--duration", "4", "--inject-at",
                                 "10000", badf,     f1,     f2,           f3,  f4,
                                 f5,      NULL };
         pid = sim_spawn(s, out_path, args2);
