@@ -68,7 +68,7 @@ static const struct vg_config_option options[] = {
         { "revocation_cert", VG_CONFIG_STRING, "default",
           "certificate (PEM) whose key signs revocation messages; \"default\": the one in the "
           "payload" },
-        { "enable_revocation_notifications", VG_CONFIG_BOOLEAN, "false",
+        { "enable_revocation_notifications", VG_CONFIG_BOOLEAN, "true",
           "accept revocation notifications" },
         { "allow_payload_revocation_actions", VG_CONFIG_BOOLEAN, "true",
           "run revocation actions shipped in the payload" },
