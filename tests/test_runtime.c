@@ -331,7 +331,8 @@ static void test_simulator(void)
                 r--;
         rate = r ? atof(r) : 0;
         tap_diag("%s", out ? out : "");
-        ok(rate >= 5000, "the burst sustains >= 5000 measurements/s (%.0f/s)", rate);
+        ok(rate >= burst_min_rate(), "the burst sustains >= %.0f measurements/s (%.0f/s)",
+           burst_min_rate(), rate);
         text = tap_read_file(log, NULL);
         const char *w = out ? strstr(out, "burst: ") : NULL;
         is_int(count_lines(text), 5 + (w ? atol(w + 7) : -1),
@@ -808,6 +809,15 @@ static double burst_rate(const char *out)
         return q ? atof(q + 1) : 0;
 }
 
+/* The rate a burst must reach: 5000 entries/s (the issue's figure), lowered only by
+ * VIGIL_BURST_MIN_RATE for instrumented builds (scripts/check's ASan+UBSan run). */
+static double burst_min_rate(void)
+{
+        const char *env = getenv("VIGIL_BURST_MIN_RATE");
+
+        return env && atof(env) > 0 ? atof(env) : 5000;
+}
+
 static void test_burst(void)
 {
         const char *env = getenv("VIGIL_BURST_SECONDS");
@@ -853,7 +863,8 @@ static void test_burst(void)
         tap_diag("%s", out ? out : "");
         is_int(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0, "the simulator ran the burst");
         rate = burst_rate(out);
-        ok(rate >= 5000, "it appended >= 5000 measurements/s (%.0f/s) for %ld s", rate, seconds);
+        ok(rate >= burst_min_rate(), "it appended >= %.0f measurements/s (%.0f/s) for %ld s",
+           burst_min_rate(), rate, seconds);
         is_int(not_pass, 0, "attestation_status stayed PASS in all %lld cvstatus checks", polls);
         text = tap_read_file(s->ima_path, NULL);
         lines = count_lines(text);
