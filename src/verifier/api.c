@@ -551,6 +551,28 @@ static json_t *agent_status(struct vg_verifier *v, const struct vg_cv_agent *a)
         return o;
 }
 
+/* The status of agents, each built on its owner thread (poll.c). */
+struct status_ctx {
+        struct vg_verifier *v;
+        json_t **out;
+};
+
+static void status_one(struct vg_cv_agent *a, size_t i, void *ctx)
+{
+        struct status_ctx *c = ctx;
+
+        c->out[i] = agent_status(c->v, a);
+}
+
+static json_t *agent_status_owned(struct vg_verifier *v, struct vg_cv_agent *a)
+{
+        json_t *out = NULL;
+        struct status_ctx c = { v, &out };
+
+        vg_cv_on_owners(v, &a, 1, status_one, &c);
+        return out;
+}
+
 /* ---- /version -------------------------------------------------------------------------------- */
 
 static void on_version(struct vg_http_request *req, void *userdata)
@@ -591,7 +613,7 @@ static void on_agent_get(struct vg_http_request *req, void *userdata)
                 }
                 a = tmp;
         }
-        json_t *st = agent_status(v, a);
+        json_t *st = agent_status_owned(v, a);
         if (tmp) {
                 /* Another verifier's agent: its id, not ours. */
                 _cleanup_(vg_stmt_freep) struct vg_stmt *s = NULL;
@@ -628,6 +650,10 @@ static void on_agent_list(struct vg_http_request *req, void *userdata)
         if (r >= 0 && verifier)
                 vg_stmt_bind_text(st, 1, verifier);
         json_t *out = bulk ? json_object() : json_array();
+        /* Bulk: the agents first, then their statuses in one command per poller thread. */
+        struct vg_cv_agent **list = NULL;
+        bool *tmp = NULL;
+        size_t n = 0, cap = 0;
         while (r >= 0 && (r = vg_stmt_step(st, &err)) > 0) {
                 const char *id = vg_stmt_column_text(st, 0, NULL);
                 if (!bulk) {
@@ -635,13 +661,43 @@ static void on_agent_list(struct vg_http_request *req, void *userdata)
                         json_array_append_new(out, json_pack("[s]", id));
                         continue;
                 }
-                struct vg_cv_agent *a = vg_cv_find(v, id), *tmp = NULL;
-                if (!a && vg_cv_db_read_agent(v, id, true, &tmp, &err) == 0)
-                        a = tmp;
-                if (a)
-                        json_object_set_new(out, id, agent_status(v, a));
-                vg_cv_agent_free(tmp);
+                struct vg_cv_agent *a = vg_cv_find(v, id), *t = NULL;
+                if (!a && vg_cv_db_read_agent(v, id, true, &t, &err) == 0)
+                        a = t;
+                if (!a)
+                        continue;
+                if (n == cap) {
+                        size_t c2 = cap ? cap * 2 : 256;
+                        struct vg_cv_agent **l2 = realloc(list, c2 * sizeof(*l2));
+                        bool *t2 = l2 ? realloc(tmp, c2 * sizeof(*t2)) : NULL;
+                        if (l2)
+                                list = l2;
+                        if (!t2) {
+                                vg_cv_agent_free(t);
+                                r = vg_error_set(&err, -ENOMEM, "out of memory");
+                                break;
+                        }
+                        tmp = t2;
+                        cap = c2;
+                }
+                list[n] = a;
+                tmp[n++] = t != NULL;
         }
+        if (n) {
+                json_t **sts = calloc(n, sizeof(*sts));
+                struct status_ctx c = { v, sts };
+                if (sts && r >= 0)
+                        vg_cv_on_owners(v, list, n, status_one, &c);
+                for (size_t i = 0; i < n; i++) {
+                        if (sts && sts[i])
+                                json_object_set_new(out, list[i]->id, sts[i]);
+                        if (tmp[i])
+                                vg_cv_agent_free(list[i]);
+                }
+                free(sts);
+        }
+        free(list);
+        free(tmp);
         if (r < 0) {
                 json_decref(out);
                 vg_err(NULL, "listing agents failed: %s", vg_error_str(&err));
@@ -940,13 +996,15 @@ static void on_agent_add(struct vg_http_request *req, void *userdata)
                 refuse(req, r == -EEXIST ? 409 : 400, id, "%s", vg_error_str(&err));
                 goto out;
         }
-        a->next = v->agents;
-        v->agents = a;
-        v->n_agents++;
+        if (vg_cv_link(v, a) < 0) {
+                vg_cv_agent_free(a);
+                goto oom;
+        }
+        vg_cv_agent_assign(v, a);
         vg_info(VG_F("agent", id, "peer", vg_http_request_peer(req), "policy", a->policy_name),
                 "agent %s added (%s:%lld, mask 0x%x%s); polling starts", id, a->ip,
                 (long long)a->port, a->mask, a->v_b64 ? ", V to deliver" : "");
-        vg_cv_poll_start(a, 0);
+        vg_cv_agent_start(a, 0);
         vg_http_reply_keylime(req, 200, "Success", NULL);
         goto out;
 oom:
@@ -973,12 +1031,13 @@ static void on_agent_delete(struct vg_http_request *req, void *userdata)
                         vg_http_reply_error(req, 404, "agent id not found");
                 return;
         }
-        /* One loop: stopping cancels any request in flight, so the row can go at once. */
-        vg_cv_poll_stop(a);
+        /* Stopping (on its poller thread) cancels any request in flight and hands the agent
+         * to this thread, so the row can go at once. */
+        vg_cv_agent_stop(a);
         if (vg_cv_db_delete_agent(v, id, &err) < 0) {
                 vg_err(VG_F("agent", id), "deleting failed: %s", vg_error_str(&err));
                 vg_http_reply_error(req, 500, "Internal Server Error");
-                vg_cv_poll_start(a, v->o.quote_interval);
+                vg_cv_agent_start(a, v->o.quote_interval);
                 return;
         }
         vg_cv_unlink(v, a);
@@ -1000,7 +1059,7 @@ static void on_agent_reactivate(struct vg_http_request *req, void *userdata)
                 vg_http_reply_error(req, 404, "agent id not found");
                 return;
         }
-        vg_cv_poll_stop(a);
+        vg_cv_agent_stop(a);
         /* The policy may have been replaced (PUT /allowlists): derive everything afresh. */
         if (vg_cv_agent_prepare(v, a, &err) < 0) {
                 refuse(req, 400, id, "%s", vg_error_str(&err));
@@ -1010,7 +1069,7 @@ static void on_agent_reactivate(struct vg_http_request *req, void *userdata)
         vg_cv_db_write_state(v, a, &err);
         vg_info(VG_F("agent", id, "peer", vg_http_request_peer(req)),
                 "agent %s reactivated: failure cleared, IMA replayed from entry 0", id);
-        vg_cv_poll_start(a, 0);
+        vg_cv_agent_start(a, 0);
         vg_http_reply_keylime(req, 200, "Success", NULL);
 }
 
@@ -1027,9 +1086,8 @@ static void on_agent_stop(struct vg_http_request *req, void *userdata)
                 vg_http_reply_error(req, 404, "agent id not found");
                 return;
         }
-        vg_cv_poll_stop(a);
+        vg_cv_agent_stop(a);
         a->state = VG_CV_TENANT_FAILED;
-        vg_cv_agent_dirty(a);
         if (vg_cv_db_write_state(v, a, &err) < 0) {
                 vg_err(VG_F("agent", id), "storing the state failed: %s", vg_error_str(&err));
                 vg_http_reply_error(req, 500, "Internal server error");
@@ -1201,6 +1259,12 @@ static void on_policy_delete(struct vg_http_request *req, void *userdata)
 /* ---- /verify ----------------------------------------------------------------------------------
  */
 
+static void copy_nk(struct vg_cv_agent *a, size_t i, void *ctx)
+{
+        (void)i;
+        *(char **)ctx = a->public_key ? strdup(a->public_key) : NULL;
+}
+
 static void on_verify_identity(struct vg_http_request *req, void *userdata)
 {
         struct vg_verifier *v = userdata;
@@ -1233,7 +1297,10 @@ static void on_verify_identity(struct vg_http_request *req, void *userdata)
                 vg_http_reply_error(req, 404, "agent id not found");
                 return;
         }
-        if (!a->public_key) {
+        /* The NK changes on the poller thread: a copy from there. */
+        _cleanup_free_ char *nk = NULL;
+        vg_cv_on_owners(v, &a, 1, copy_nk, &nk);
+        if (!nk) {
                 vg_cv_agent_free(tmp);
                 vg_http_reply_error(req, 400, "the agent's key is not known yet (no quote so far)");
                 return;
@@ -1245,7 +1312,7 @@ static void on_verify_identity(struct vg_http_request *req, void *userdata)
                 .nonce = nonce,
                 .hash_alg = alg,
                 .ak = a->ak->pkey,
-                .nk_pem = a->public_key,
+                .nk_pem = nk,
         };
         int valid = vg_cv_evaluate(&ev, &vd, &f) == 0 && vd.quote_ok && f.n == 0;
         if (!valid && f.n)

@@ -66,6 +66,10 @@ static const struct vg_config_option verifier_options[] = {
           "largest request body accepted (runtime policies)", 1024, 1073741824 },
         { "state_flush_interval", VG_CONFIG_STRING, "0.5",
           "seconds between batched writes of attestation state" },
+        { "poll_workers", VG_CONFIG_INTEGER, "0",
+          "threads polling agents, each with its own event loop and connections (agents are "
+          "shared out among them); 0: one per CPU",
+          0, 256 },
         {},
 };
 

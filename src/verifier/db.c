@@ -1,6 +1,8 @@
 /* vigil-verifier: the agent and runtime-policy tables (SQL written for SQLite and PostgreSQL),
- * the in-memory agents derived from them, and the batched write of attestation state: dirty
- * agents are written together in one transaction, never one statement per poll. */
+ * the in-memory agents derived from them, and the batched write of attestation state: an agent's
+ * owner thread queues snapshots of its state (v->snaps, under v->snap_lock, at most one per
+ * agent), and the main thread writes the queue in one transaction, never one statement per
+ * poll. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +101,8 @@ void vg_cv_agent_free(struct vg_cv_agent *a)
         vg_cv_poll_stop(a);
         if (a->timer)
                 event_free(a->timer);
+        if (a->snap)
+                vg_cv_agent_unqueue(a);
         free(a->id);
         free(a->ip);
         free(a->v_b64);
@@ -273,9 +277,10 @@ int vg_cv_db_load_agents(struct vg_verifier *v, struct vg_error *err)
         while ((r = vg_stmt_step(st, err)) > 0) {
                 if (agent_from_row(v, st, &a, err) < 0)
                         return err->code;
-                a->next = v->agents;
-                v->agents = a;
-                v->n_agents++;
+                if (vg_cv_link(v, a) < 0) {
+                        vg_cv_agent_free(a);
+                        return vg_error_set(err, -ENOMEM, "out of memory");
+                }
         }
         return r;
 }
@@ -337,12 +342,140 @@ int vg_cv_db_delete_agent(struct vg_verifier *v, const char *id, struct vg_error
         return r < 0 ? r : vg_stmt_changes(st) > 0 ? 0 : -ENOENT;
 }
 
-static int write_state(struct vg_store *db, struct vg_stmt **stp, struct vg_cv_agent *a,
+/* What one row update needs, copied from the agent by its owner thread. */
+struct vg_cv_snap {
+        struct vg_cv_snap *next;
+        struct vg_cv_agent *a; /* NULL once the agent is gone */
+        char *id;
+        int state;
+        char *public_key, *hash_alg_s, *enc_alg_s, *sign_alg_s, *severity_level, *last_event_id;
+        int64_t attestation_count, last_received_quote, last_successful_attestation;
+        bool v_delivered, have_clock;
+        struct vg_clock_info clock;
+        uint8_t *ima; /* vg_ima_state_save() */
+        size_t ima_len;
+        char *reported;
+};
+
+static void snap_clear(struct vg_cv_snap *s)
+{
+        free(s->id);
+        free(s->public_key);
+        free(s->hash_alg_s);
+        free(s->enc_alg_s);
+        free(s->sign_alg_s);
+        free(s->severity_level);
+        free(s->last_event_id);
+        free(s->ima);
+        free(s->reported);
+}
+
+static void snap_free(struct vg_cv_snap *s)
+{
+        if (!s)
+                return;
+        snap_clear(s);
+        free(s);
+}
+
+static char *dup_or_null(const char *s)
+{
+        return s ? strdup(s) : NULL;
+}
+
+static struct vg_cv_snap *snap_take(const struct vg_cv_agent *a)
+{
+        struct vg_cv_snap *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return NULL;
+        s->id = strdup(a->id);
+        s->state = a->state;
+        s->public_key = dup_or_null(a->public_key);
+        s->hash_alg_s = dup_or_null(a->hash_alg_s);
+        s->enc_alg_s = dup_or_null(a->enc_alg_s);
+        s->sign_alg_s = dup_or_null(a->sign_alg_s);
+        s->severity_level = dup_or_null(a->severity_level);
+        s->last_event_id = dup_or_null(a->last_event_id);
+        s->attestation_count = a->attestation_count;
+        s->last_received_quote = a->last_received_quote;
+        s->last_successful_attestation = a->last_successful_attestation;
+        s->v_delivered = a->v_delivered;
+        s->have_clock = a->have_clock;
+        s->clock = a->clock;
+        if (a->ima && vg_ima_state_save(a->ima, &s->ima, &s->ima_len) < 0)
+                s->ima = NULL;
+        s->reported = save_reported(a);
+        if (!s->id) {
+                snap_free(s);
+                return NULL;
+        }
+        return s;
+}
+
+/* Queue s for a (under v->snap_lock): a snapshot still queued for a is replaced in place, so
+ * the queue keeps one per agent, the newest. Returns what the caller frees. */
+static struct vg_cv_snap *snap_queue_locked(struct vg_verifier *v, struct vg_cv_agent *a,
+                                            struct vg_cv_snap *s)
+{
+        if (a->snap) {
+                struct vg_cv_snap tmp = *a->snap;
+                struct vg_cv_snap *next = a->snap->next;
+                *a->snap = *s;
+                a->snap->next = next;
+                a->snap->a = a;
+                *s = tmp;
+                s->next = NULL;
+                return s;
+        }
+        s->a = a;
+        s->next = v->snaps;
+        v->snaps = s;
+        a->snap = s;
+        return NULL;
+}
+
+void vg_cv_agent_publish(struct vg_cv_agent *a)
+{
+        struct vg_verifier *v = a->v;
+        struct vg_cv_snap *s = snap_take(a), *old;
+
+        a->dirty = false;
+        if (!s) {
+                vg_err(VG_F("agent", a->id), "out of memory: attestation state not written");
+                return;
+        }
+        pthread_mutex_lock(&v->snap_lock);
+        old = snap_queue_locked(v, a, s);
+        pthread_mutex_unlock(&v->snap_lock);
+        snap_free(old);
+}
+
+void vg_cv_agent_unqueue(struct vg_cv_agent *a)
+{
+        pthread_mutex_lock(&a->v->snap_lock);
+        if (a->snap) {
+                a->snap->a = NULL; /* written anyway: an UPDATE of a deleted row changes nothing */
+                a->snap = NULL;
+        }
+        pthread_mutex_unlock(&a->v->snap_lock);
+}
+
+void vg_cv_snaps_free(struct vg_verifier *v)
+{
+        while (v->snaps) {
+                struct vg_cv_snap *s = v->snaps;
+                v->snaps = s->next;
+                if (s->a)
+                        s->a->snap = NULL;
+                snap_free(s);
+        }
+}
+
+static int write_state(struct vg_store *db, struct vg_stmt **stp, const struct vg_cv_snap *a,
                        struct vg_error *err)
 {
-        _cleanup_free_ uint8_t *raw = NULL;
-        _cleanup_free_ char *ima = NULL, *rep = save_reported(a);
-        size_t rlen;
+        _cleanup_free_ char *ima = NULL;
         int r;
 
         if (!*stp) {
@@ -359,8 +492,8 @@ static int write_state(struct vg_store *db, struct vg_stmt **stp, struct vg_cv_a
                         return r;
         }
         struct vg_stmt *st = *stp;
-        if (a->ima && vg_ima_state_save(a->ima, &raw, &rlen) == 0)
-                ima = vg_b64_encode(raw, rlen, VG_B64_STD);
+        if (a->ima)
+                ima = vg_b64_encode(a->ima, a->ima_len, VG_B64_STD);
         vg_stmt_bind_text(st, 1, a->id);
         vg_stmt_bind_int64(st, 2, a->state);
         bind_text_or_null(st, 3, a->public_key);
@@ -383,54 +516,93 @@ static int write_state(struct vg_store *db, struct vg_stmt **stp, struct vg_cv_a
                 vg_stmt_bind_null(st, 15);
         }
         bind_text_or_null(st, 16, ima);
-        bind_text_or_null(st, 17, rep);
+        bind_text_or_null(st, 17, a->reported);
         return vg_stmt_exec(st, err);
 }
 
 int vg_cv_db_write_state(struct vg_verifier *v, struct vg_cv_agent *a, struct vg_error *err)
 {
-        _cleanup_(vg_stmt_freep) struct vg_stmt *st = NULL;
-        int r = write_state(v->db, &st, a, err);
-
-        if (r >= 0 && a->dirty) {
-                a->dirty = false;
-                v->n_dirty--;
-        }
-        return r;
+        vg_cv_agent_publish(a);
+        return vg_cv_db_flush(v, err);
 }
 
 void vg_cv_agent_dirty(struct vg_cv_agent *a)
 {
-        if (!a->dirty) {
-                a->dirty = true;
-                a->v->n_dirty++;
+        struct vg_cv_worker *w = a->w;
+
+        if (a->dirty)
+                return;
+        if (!w) { /* not polled by a worker (main thread owns it) */
+                vg_cv_agent_publish(a);
+                return;
         }
+        if (w->n_dirty == w->cap_dirty) {
+                size_t cap = w->cap_dirty ? w->cap_dirty * 2 : 256;
+                struct vg_cv_agent **p = realloc(w->dirty, cap * sizeof(*p));
+                if (!p) {
+                        vg_cv_agent_publish(a);
+                        return;
+                }
+                w->dirty = p;
+                w->cap_dirty = cap;
+        }
+        w->dirty[w->n_dirty++] = a;
+        a->dirty = true;
 }
+
+struct flush_ctx {
+        struct vg_cv_snap *list;
+};
 
 static int flush_txn(struct vg_store *db, void *userdata, struct vg_error *err)
 {
-        struct vg_verifier *v = userdata;
+        struct flush_ctx *fc = userdata;
         _cleanup_(vg_stmt_freep) struct vg_stmt *st = NULL;
         int r;
 
-        for (struct vg_cv_agent *a = v->agents; a; a = a->next)
-                if (a->dirty && (r = write_state(db, &st, a, err)) < 0)
+        for (struct vg_cv_snap *s = fc->list; s; s = s->next)
+                if ((r = write_state(db, &st, s, err)) < 0)
                         return r;
         return 0;
 }
 
 int vg_cv_db_flush(struct vg_verifier *v, struct vg_error *err)
 {
+        struct flush_ctx fc = { 0 };
         int r;
 
-        if (v->n_dirty == 0)
+        pthread_mutex_lock(&v->snap_lock);
+        fc.list = v->snaps;
+        v->snaps = NULL;
+        for (struct vg_cv_snap *s = fc.list; s; s = s->next)
+                if (s->a)
+                        s->a->snap = NULL;
+        pthread_mutex_unlock(&v->snap_lock);
+        if (!fc.list)
                 return 0;
-        r = vg_store_transact(v->db, flush_txn, v, err);
-        if (r < 0)
+        r = vg_store_transact(v->db, flush_txn, &fc, err);
+        if (r < 0) {
+                /* Kept for the next try, unless a newer snapshot came meanwhile. */
+                pthread_mutex_lock(&v->snap_lock);
+                while (fc.list) {
+                        struct vg_cv_snap *s = fc.list;
+                        fc.list = s->next;
+                        if (s->a && !s->a->snap) {
+                                s->next = v->snaps;
+                                v->snaps = s;
+                                s->a->snap = s;
+                        } else {
+                                snap_free(s);
+                        }
+                }
+                pthread_mutex_unlock(&v->snap_lock);
                 return r;
-        for (struct vg_cv_agent *a = v->agents; a; a = a->next)
-                a->dirty = false;
-        v->n_dirty = 0;
+        }
+        while (fc.list) {
+                struct vg_cv_snap *s = fc.list;
+                fc.list = s->next;
+                snap_free(s);
+        }
         v->flushes++;
         return 0;
 }
@@ -490,25 +662,67 @@ int vg_cv_policy_unwrap(const char *text, char **payload, struct vg_error *err)
         return 1;
 }
 
+static size_t id_hash(const char *id)
+{
+        size_t h = 5381;
+
+        for (; *id; id++)
+                h = h * 33 + (uint8_t)*id;
+        return h;
+}
+
 struct vg_cv_agent *vg_cv_find(struct vg_verifier *v, const char *id)
 {
-        for (struct vg_cv_agent *a = v->agents; a; a = a->next)
+        if (!v->n_buckets)
+                return NULL;
+        for (struct vg_cv_agent *a = v->by_id[id_hash(id) & (v->n_buckets - 1)]; a; a = a->hnext)
                 if (strcmp(a->id, id) == 0)
                         return a;
         return NULL;
 }
 
+int vg_cv_link(struct vg_verifier *v, struct vg_cv_agent *a)
+{
+        if (v->n_agents >= v->n_buckets) {
+                size_t n = v->n_buckets ? v->n_buckets * 2 : 1024;
+                struct vg_cv_agent **t = calloc(n, sizeof(*t));
+                if (!t)
+                        return -ENOMEM;
+                for (struct vg_cv_agent *x = v->agents; x; x = x->next) {
+                        size_t b = id_hash(x->id) & (n - 1);
+                        x->hnext = t[b];
+                        t[b] = x;
+                }
+                free(v->by_id);
+                v->by_id = t;
+                v->n_buckets = n;
+        }
+        size_t b = id_hash(a->id) & (v->n_buckets - 1);
+        a->hnext = v->by_id[b];
+        v->by_id[b] = a;
+        a->next = v->agents;
+        v->agents = a;
+        v->n_agents++;
+        return 0;
+}
+
 void vg_cv_unlink(struct vg_verifier *v, struct vg_cv_agent *a)
 {
+        if (v->n_buckets)
+                for (struct vg_cv_agent **p = &v->by_id[id_hash(a->id) & (v->n_buckets - 1)]; *p;
+                     p = &(*p)->hnext)
+                        if (*p == a) {
+                                *p = a->hnext;
+                                break;
+                        }
         for (struct vg_cv_agent **p = &v->agents; *p; p = &(*p)->next)
                 if (*p == a) {
                         *p = a->next;
                         a->next = NULL;
                         v->n_agents--;
-                        if (a->dirty) {
-                                a->dirty = false;
-                                v->n_dirty--;
-                        }
+                        if (a->w)
+                                a->w->n_agents--;
+                        vg_cv_agent_unqueue(a);
                         return;
                 }
 }

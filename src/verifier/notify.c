@@ -1,5 +1,6 @@
 /* vigil-verifier: signed revocation notifications, Keylime's format ({"msg": "<json>",
- * "signature": b64 RSA-PSS}), to every agent of this verifier and to a webhook with retries. */
+ * "signature": b64 RSA-PSS}), to every agent of this verifier and to a webhook with retries.
+ * The failed agent's owner thread builds and signs the message; the main thread sends it. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -136,6 +138,12 @@ struct vg_cv_notice {
         struct vg_http_call *call;
 };
 
+/* A signed notification waiting for the main thread (v->outbox, under v->snap_lock). */
+struct vg_cv_outbox {
+        struct vg_cv_outbox *next;
+        json_t *body;
+};
+
 static void notice_free(struct vg_cv_notice *w)
 {
         if (w->prev)
@@ -157,6 +165,16 @@ void vg_cv_notify_free_all(struct vg_verifier *v)
 {
         size_t n = 0;
 
+        pthread_mutex_lock(&v->snap_lock);
+        while (v->outbox) {
+                struct vg_cv_outbox *o = v->outbox;
+                v->outbox = o->next;
+                json_decref(o->body);
+                free(o);
+                n++;
+        }
+        v->outbox_tail = &v->outbox;
+        pthread_mutex_unlock(&v->snap_lock);
         for (struct vg_cv_notice *w = v->notices; w; w = w->next)
                 n++;
         if (n)
@@ -255,6 +273,26 @@ static void on_agent_notified(struct vg_http_response *resp, const struct vg_err
         notice_free(w);
 }
 
+static void deliver(struct vg_verifier *v, json_t *body);
+
+void vg_cv_notify_drain(struct vg_verifier *v)
+{
+        struct vg_cv_outbox *o;
+
+        pthread_mutex_lock(&v->snap_lock);
+        o = v->outbox;
+        v->outbox = NULL;
+        v->outbox_tail = &v->outbox;
+        pthread_mutex_unlock(&v->snap_lock);
+        while (o) {
+                struct vg_cv_outbox *next = o->next;
+                deliver(v, o->body);
+                json_decref(o->body);
+                free(o);
+                o = next;
+        }
+}
+
 void vg_cv_notify(struct vg_verifier *v, struct vg_cv_agent *a, const char *type,
                   const struct vg_cv_event *e)
 {
@@ -279,8 +317,29 @@ void vg_cv_notify(struct vg_verifier *v, struct vg_cv_agent *a, const char *type
         if (key && vg_revocation_sign(msg, key, &sig, &err) < 0)
                 vg_err(VG_F("agent", a->id), "cannot sign the revocation: %s", vg_error_str(&err));
         EVP_PKEY_free(own);
-        json_auto_t *body = json_pack("{s:s, s:s}", "msg", msg, "signature", sig ? sig : "");
+        json_t *body = json_pack("{s:s, s:s}", "msg", msg, "signature", sig ? sig : "");
+        struct vg_cv_outbox *o = body ? calloc(1, sizeof(*o)) : NULL;
+        uint64_t one = 1;
+
         vg_notice(VG_F("agent", a->id, "event", e ? e->id : NULL), "sending %s notification", type);
+        if (!o) {
+                json_decref(body);
+                vg_err(VG_F("agent", a->id), "out of memory: notification dropped");
+                return;
+        }
+        o->body = body;
+        pthread_mutex_lock(&v->snap_lock);
+        *v->outbox_tail = o;
+        v->outbox_tail = &o->next;
+        pthread_mutex_unlock(&v->snap_lock);
+        if (write(v->main_wake_fd, &one, sizeof(one)) < 0) {
+                /* Only an overflowing counter fails, and then a wake-up is pending anyway. */
+        }
+}
+
+static void deliver(struct vg_verifier *v, json_t *body)
+{
+        struct vg_error err = { 0 };
 
         if (v->o.notify_webhook && v->o.webhook_url && *v->o.webhook_url) {
                 struct vg_cv_notice *w = notice_new(v, body, NULL);

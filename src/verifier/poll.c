@@ -1,8 +1,35 @@
-/* vigil-verifier: the pull-model poller. One libevent loop, one timer per agent, keep-alive mTLS
- * connections pinned to each agent's certificate; each answer is judged by vg_cv_evaluate(),
- * and the outcome (state, counters, IMA position) is marked for the next batched write. */
+/*
+ * vigil-verifier: the pull-model poller. One timer per agent, keep-alive mTLS connections pinned
+ * to each agent's certificate; each answer is judged by vg_cv_evaluate(), and the outcome (state,
+ * counters, IMA position) is queued for the next batched write.
+ *
+ * Threads. `poll_workers` worker threads (default: one per CPU) each run their own event loop
+ * and HTTP client; every agent is assigned to one worker for its life (the one with the fewest
+ * agents when it is added) and that worker OWNS the agent while it is polled: only the worker
+ * reads or writes its poll state (state, counters, IMA state, NK, clock, timer, call). The main
+ * thread keeps the REST API, the database and revocation deliveries.
+ *
+ *  - The main thread touches an agent's poll state only through its worker:
+ *    vg_cv_on_owners() runs a function on the owning worker and waits for it (GET status, the NK
+ *    for /verify/identity), vg_cv_agent_stop() stops polling there and hands the agent to the
+ *    main thread (it may then prepare, reset, write, delete or free it), vg_cv_agent_start()
+ *    hands it back. Commands travel in the worker's queue (w->lock) and wake it by eventfd; the
+ *    worker never waits for the main thread, so the main thread's wait is short.
+ *  - Fields set at enrolment (id, ip, port, keys, policies, TLS context) change only while the
+ *    main thread owns the agent, so the main thread may read them at any time (notifications).
+ *  - State for the database: the owner marks the agent dirty (worker-local list) and publishes
+ *    a snapshot every flush_interval / 2 into v->snaps (v->snap_lock), one per agent, newest
+ *    wins; the main thread's batched flush writes the snapshots (db.c).
+ *  - Revocations are signed by the owner and queued for the main thread (v->outbox,
+ *    v->snap_lock, eventfd), which sends them with its own client (notify.c).
+ *  - The parsed runtime policies are shared read-only between workers (atomic refcounts); the
+ *    policy cache itself is used by the main thread only (vg_cv_agent_prepare).
+ */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +52,13 @@ static void schedule(struct vg_cv_agent *a, double delay)
         struct timeval tv;
 
         if (!a->timer) {
-                a->timer = evtimer_new(a->v->base, poll_now, a);
+                a->timer = evtimer_new(a->w->base, poll_now, a);
                 if (!a->timer)
                         return;
+        }
+        if (delay == a->v->o.quote_interval && a->w->interval_tv) {
+                evtimer_add(a->timer, a->w->interval_tv); /* O(1): a common timeout queue */
+                return;
         }
         if (delay < 0)
                 delay = 0;
@@ -64,7 +95,6 @@ void vg_cv_agent_reset_failure(struct vg_cv_agent *a)
         if (a->ima)
                 vg_ima_state_reset(a->ima);
         a->state = VG_CV_START;
-        vg_cv_agent_dirty(a);
 }
 
 /* Keylime's nonces: 20 random letters and digits. */
@@ -297,7 +327,7 @@ static void provide_v(struct vg_cv_agent *a)
                 .timeout_ms = (unsigned)(v->o.request_timeout * 1000),
         };
         a->state = VG_CV_PROVIDE_V;
-        if (!url || vg_http_client_send(v->client, &rq, on_vkey, a, &a->call, &err) < 0) {
+        if (!url || vg_http_client_send(a->w->client, &rq, on_vkey, a, &a->call, &err) < 0) {
                 vg_err(VG_F("agent", a->id), "cannot send V: %s", vg_error_str(&err));
                 schedule(a, v->o.quote_interval);
         }
@@ -372,7 +402,8 @@ static void on_quote(struct vg_http_response *resp, const struct vg_error *err, 
                                   j ? "" : vg_error_str(&jerr));
                 goto failed;
         }
-        if (vg_hash_alg_from_name(hash_alg, &alg) < 0 || !alg_accepted(a->accept_hash, hash_alg)) {
+        if (vg_hash_alg_from_name(hash_alg, &alg) < 0 ||
+            (strcmp(a->accepted_hash, hash_alg) != 0 && !alg_accepted(a->accept_hash, hash_alg))) {
                 vg_cv_failure_add(&f, "quote_validation.invalid_hash_alg", true, true, NULL,
                                   a->accept_hash, hash_alg, UINT64_MAX,
                                   "hash algorithm %.20s is not accepted", hash_alg);
@@ -385,6 +416,8 @@ static void on_quote(struct vg_http_response *resp, const struct vg_error *err, 
                 if (vg_ima_state_new(alg, &a->ima) < 0)
                         goto failed;
         }
+        if (strlen(hash_alg) < sizeof(a->accepted_hash)) /* accept_hash is fixed at enrolment */
+                snprintf(a->accepted_hash, sizeof(a->accepted_hash), "%s", hash_alg);
         set_str(&a->hash_alg_s, hash_alg);
         set_str(&a->enc_alg_s, jstr(res, "enc_alg"));
         set_str(&a->sign_alg_s, jstr(res, "sign_alg"));
@@ -542,8 +575,280 @@ static void poll_now(evutil_socket_t fd, short what, void *userdata)
         };
         vg_debug(VG_F("agent", a->id), "requesting quote: nonce %s mask 0x%x ima_ml_entry %llu",
                  a->nonce, a->mask, (unsigned long long)a->asked_entry);
-        if (vg_http_client_send(v->client, &rq, on_quote, a, &a->call, &err) < 0) {
+        if (vg_http_client_send(a->w->client, &rq, on_quote, a, &a->call, &err) < 0) {
                 a->call = NULL;
                 comm_failure(a, vg_error_str(&err));
         }
+}
+
+/* ---- workers ------------------------------------------------------------------------------ */
+
+struct vg_cv_cmd {
+        struct vg_cv_cmd *next;
+        void (*fn)(void *arg);
+        void *arg;
+        bool done;
+};
+
+/* Main thread: run fn(arg) on w and wait. Inline when w's thread does not run (startup,
+ * shutdown). */
+static void on_worker(struct vg_cv_worker *w, void (*fn)(void *), void *arg)
+{
+        struct vg_cv_cmd c = { .fn = fn, .arg = arg };
+        uint64_t one = 1;
+
+        if (!w->running) {
+                fn(arg);
+                return;
+        }
+        pthread_mutex_lock(&w->lock);
+        *w->cmds_tail = &c;
+        w->cmds_tail = &c.next;
+        pthread_mutex_unlock(&w->lock);
+        if (write(w->wake_fd, &one, sizeof(one)) < 0) {
+                /* An eventfd write fails only on overflow, which a pending wake-up covers. */
+        }
+        pthread_mutex_lock(&w->lock);
+        while (!c.done)
+                pthread_cond_wait(&w->done, &w->lock);
+        pthread_mutex_unlock(&w->lock);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *userdata)
+{
+        struct vg_cv_worker *w = userdata;
+        struct vg_cv_cmd *c, *next;
+        uint64_t n;
+
+        (void)what;
+        if (read(fd, &n, sizeof(n)) < 0) {
+                /* EAGAIN: nothing counted; the queue is looked at anyway. */
+        }
+        pthread_mutex_lock(&w->lock);
+        c = w->cmds;
+        w->cmds = NULL;
+        w->cmds_tail = &w->cmds;
+        pthread_mutex_unlock(&w->lock);
+        for (; c; c = next) {
+                next = c->next; /* c lives on the waiting thread's stack until done */
+                c->fn(c->arg);
+                pthread_mutex_lock(&w->lock);
+                c->done = true;
+                pthread_cond_broadcast(&w->done);
+                pthread_mutex_unlock(&w->lock);
+        }
+}
+
+/* Queue a snapshot of every agent whose state changed since the last pass. */
+static void publish_dirty(struct vg_cv_worker *w)
+{
+        for (size_t i = 0; i < w->n_dirty; i++)
+                if (w->dirty[i] && w->dirty[i]->dirty)
+                        vg_cv_agent_publish(w->dirty[i]);
+        w->n_dirty = 0;
+}
+
+static void on_publish(evutil_socket_t fd, short what, void *userdata)
+{
+        (void)fd;
+        (void)what;
+        publish_dirty(userdata);
+}
+
+static void *worker_main(void *userdata)
+{
+        struct vg_cv_worker *w = userdata;
+
+        event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+        return NULL;
+}
+
+static void cmd_exit(void *arg)
+{
+        struct vg_cv_worker *w = arg;
+
+        event_base_loopbreak(w->base);
+}
+
+int vg_cv_workers_new(struct vg_verifier *v, SSL_CTX *agent_tls, struct vg_error *err)
+{
+        unsigned n = v->o.poll_workers ? v->o.poll_workers : 1;
+        struct vg_http_client_config hc = {
+                .tls = agent_tls,
+                .timeout_ms = (unsigned)(v->o.request_timeout * 1000),
+                .max_response_bytes = 256u << 20, /* IMA lists of busy machines */
+                .max_idle_per_origin = 2,
+                .idle_timeout_ms = (unsigned)(v->o.quote_interval * 1000) + 30000,
+        };
+        double pub = v->o.flush_interval / 2;
+        struct timeval ptv = { (time_t)pub, (suseconds_t)((pub - (double)(time_t)pub) * 1e6) };
+        struct timeval itv = {
+                (time_t)v->o.quote_interval,
+                (suseconds_t)((v->o.quote_interval - (double)(time_t)v->o.quote_interval) * 1e6)
+        };
+        int r;
+
+        v->workers = calloc(n, sizeof(*v->workers));
+        if (!v->workers)
+                return vg_error_set(err, -ENOMEM, "out of memory");
+        for (unsigned i = 0; i < n; i++) {
+                struct vg_cv_worker *w = &v->workers[i];
+                w->v = v;
+                w->index = i;
+                w->wake_fd = -1;
+                w->cmds_tail = &w->cmds;
+                pthread_mutex_init(&w->lock, NULL);
+                pthread_cond_init(&w->done, NULL);
+                v->n_workers = i + 1;
+                w->base = event_base_new();
+                if (!w->base)
+                        return vg_error_set(err, -ENOMEM, "cannot create a poller event loop");
+                w->interval_tv = event_base_init_common_timeout(w->base, &itv);
+                if ((r = vg_http_client_new(w->base, &hc, &w->client, err)) < 0)
+                        return r;
+                w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+                if (w->wake_fd < 0)
+                        return vg_error_set(err, -errno, "eventfd: %s", strerror(errno));
+                w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
+                w->publish_ev = event_new(w->base, -1, EV_PERSIST, on_publish, w);
+                if (!w->wake_ev || !w->publish_ev || event_add(w->wake_ev, NULL) < 0 ||
+                    event_add(w->publish_ev, &ptv) < 0)
+                        return vg_error_set(err, -ENOMEM, "cannot start a poller");
+        }
+        return 0;
+}
+
+int vg_cv_workers_run(struct vg_verifier *v, struct vg_error *err)
+{
+        for (unsigned i = 0; i < v->n_workers; i++) {
+                struct vg_cv_worker *w = &v->workers[i];
+                int r = pthread_create(&w->thread, NULL, worker_main, w);
+                if (r != 0)
+                        return vg_error_set(err, -r, "cannot start poller thread %u: %s", i,
+                                            strerror(r));
+                w->running = true;
+        }
+        return 0;
+}
+
+void vg_cv_workers_free(struct vg_verifier *v)
+{
+        for (unsigned i = 0; i < v->n_workers; i++) {
+                struct vg_cv_worker *w = &v->workers[i];
+                if (w->running) {
+                        on_worker(w, cmd_exit, w);
+                        pthread_join(w->thread, NULL);
+                        w->running = false;
+                }
+        }
+        /* Threads gone: everything below runs here. */
+        for (struct vg_cv_agent *a = v->agents; a; a = a->next)
+                vg_cv_poll_stop(a);
+        for (unsigned i = 0; i < v->n_workers; i++)
+                publish_dirty(&v->workers[i]);
+}
+
+/* After the agents (their timers and calls live on the workers' loops) are freed. */
+void vg_cv_workers_release(struct vg_verifier *v)
+{
+        for (unsigned i = 0; i < v->n_workers; i++) {
+                struct vg_cv_worker *w = &v->workers[i];
+                vg_http_client_free(w->client);
+                if (w->wake_ev)
+                        event_free(w->wake_ev);
+                if (w->publish_ev)
+                        event_free(w->publish_ev);
+                if (w->wake_fd >= 0)
+                        close(w->wake_fd);
+                if (w->base)
+                        event_base_free(w->base);
+                free(w->dirty);
+                pthread_mutex_destroy(&w->lock);
+                pthread_cond_destroy(&w->done);
+        }
+        free(v->workers);
+        v->workers = NULL;
+        v->n_workers = 0;
+}
+
+void vg_cv_agent_assign(struct vg_verifier *v, struct vg_cv_agent *a)
+{
+        struct vg_cv_worker *best = &v->workers[0];
+
+        for (unsigned i = 1; i < v->n_workers; i++)
+                if (v->workers[i].n_agents < best->n_agents)
+                        best = &v->workers[i];
+        a->w = best;
+        best->n_agents++;
+}
+
+struct start_cmd {
+        struct vg_cv_agent *a;
+        double delay;
+};
+
+static void cmd_start(void *arg)
+{
+        struct start_cmd *c = arg;
+
+        vg_cv_poll_start(c->a, c->delay);
+}
+
+void vg_cv_agent_start(struct vg_cv_agent *a, double delay)
+{
+        struct start_cmd c = { a, delay };
+
+        on_worker(a->w, cmd_start, &c);
+}
+
+static void cmd_stop(void *arg)
+{
+        struct vg_cv_agent *a = arg;
+        struct vg_cv_worker *w = a->w;
+
+        vg_cv_poll_stop(a);
+        if (a->dirty)
+                vg_cv_agent_publish(a);
+        for (size_t i = 0; i < w->n_dirty; i++)
+                if (w->dirty[i] == a)
+                        w->dirty[i] = NULL;
+}
+
+void vg_cv_agent_stop(struct vg_cv_agent *a)
+{
+        on_worker(a->w, cmd_stop, a);
+}
+
+struct owners_cmd {
+        struct vg_cv_worker *w;
+        struct vg_cv_agent *const *agents;
+        size_t n;
+        void (*fn)(struct vg_cv_agent *a, size_t i, void *ctx);
+        void *ctx;
+};
+
+static void cmd_owners(void *arg)
+{
+        struct owners_cmd *c = arg;
+
+        for (size_t i = 0; i < c->n; i++)
+                if (c->agents[i] && c->agents[i]->w == c->w)
+                        c->fn(c->agents[i], i, c->ctx);
+}
+
+void vg_cv_on_owners(struct vg_verifier *v, struct vg_cv_agent *const *agents, size_t n,
+                     void (*fn)(struct vg_cv_agent *a, size_t i, void *ctx), void *ctx)
+{
+        for (unsigned k = 0; k < v->n_workers; k++) {
+                struct owners_cmd c = { &v->workers[k], agents, n, fn, ctx };
+                bool any = false;
+                for (size_t i = 0; i < n && !any; i++)
+                        any = agents[i] && agents[i]->w == c.w;
+                if (any)
+                        on_worker(c.w, cmd_owners, &c);
+        }
+        /* Agents without a worker (read from the database for the call) belong to no one. */
+        for (size_t i = 0; i < n; i++)
+                if (agents[i] && !agents[i]->w)
+                        fn(agents[i], i, ctx);
 }

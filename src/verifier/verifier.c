@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "http_client.h"
 #include "http_server.h"
@@ -67,6 +69,11 @@ static int load_options(struct vg_verifier *v, struct vg_error *err)
         o->require_allow_list_signatures = vg_config_boolean(c, "require_allow_list_signatures");
         o->enable_agent_mtls = vg_config_boolean(c, "enable_agent_mtls");
         o->webhook_url = vg_config_string(c, "webhook_url");
+        o->poll_workers = (unsigned)vg_config_integer(c, "poll_workers");
+        if (o->poll_workers == 0) {
+                long n = sysconf(_SC_NPROCESSORS_ONLN);
+                o->poll_workers = n > 0 ? (unsigned)(n > 64 ? 64 : n) : 1;
+        }
         for (char *const *n = vg_config_strv(c, "enabled_revocation_notifications"); *n; n++) {
                 if (strcmp(*n, "agent") == 0)
                         o->notify_agent = true;
@@ -100,6 +107,17 @@ static void on_flush(evutil_socket_t fd, short what, void *userdata)
                        vg_error_str(&err));
 }
 
+static void on_main_wake(evutil_socket_t fd, short what, void *userdata)
+{
+        uint64_t n;
+
+        (void)what;
+        if (read(fd, &n, sizeof(n)) < 0) {
+                /* EAGAIN: the outbox is drained anyway */
+        }
+        vg_cv_notify_drain(userdata);
+}
+
 static void ssl_ctx_freep(SSL_CTX **c)
 {
         if (*c)
@@ -118,6 +136,15 @@ int vg_verifier_new(struct event_base *base, const struct vg_config *cfg, struct
                 return -ENOMEM;
         v->base = base;
         v->cfg = cfg;
+        v->main_wake_fd = -1;
+        pthread_mutex_init(&v->snap_lock, NULL);
+        v->outbox_tail = &v->outbox;
+        v->main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (v->main_wake_fd < 0)
+                return vg_error_set(err, -errno, "eventfd: %s", strerror(errno));
+        v->main_wake_ev = event_new(base, v->main_wake_fd, EV_READ | EV_PERSIST, on_main_wake, v);
+        if (!v->main_wake_ev || event_add(v->main_wake_ev, NULL) < 0)
+                return vg_error_set(err, -ENOMEM, "out of memory");
         if ((r = load_options(v, err)) < 0)
                 return r;
         if ((r = tls_path(cfg, "server_cert", cert, sizeof(cert), err)) < 0 ||
@@ -161,7 +188,8 @@ int vg_verifier_new(struct event_base *base, const struct vg_config *cfg, struct
                 .max_idle_per_origin = 2,
                 .idle_timeout_ms = (unsigned)(v->o.quote_interval * 1000) + 30000,
         };
-        if ((r = vg_http_client_new(base, &hc, &v->client, err)) < 0)
+        if ((r = vg_http_client_new(base, &hc, &v->client, err)) < 0 ||
+            (r = vg_cv_workers_new(v, cctx, err)) < 0)
                 return r;
         if ((r = vg_cv_db_open(v, err)) < 0 || (r = vg_cv_db_load_agents(v, err)) < 0)
                 return r;
@@ -181,6 +209,7 @@ int vg_verifier_new(struct event_base *base, const struct vg_config *cfg, struct
         size_t resumed = 0, idle = 0;
         for (struct vg_cv_agent *a = v->agents; a; a = a->next) {
                 struct vg_error aerr = { 0 };
+                vg_cv_agent_assign(v, a);
                 if (vg_cv_agent_prepare(v, a, &aerr) < 0) {
                         vg_err(VG_F("agent", a->id), "cannot resume: %s", vg_error_str(&aerr));
                         continue;
@@ -206,9 +235,12 @@ int vg_verifier_new(struct event_base *base, const struct vg_config *cfg, struct
         v->flush_ev = event_new(base, -1, EV_PERSIST, on_flush, v);
         if (!v->flush_ev || event_add(v->flush_ev, &tv) < 0)
                 return vg_error_set(err, -ENOMEM, "cannot start the state writer");
+        if ((r = vg_cv_workers_run(v, err)) < 0)
+                return r;
         vg_info(VG_F("database", vg_store_name(v->db), "verifier_id", v->o.uuid),
-                "listening on %s port %d; %zu agents resumed, %zu not polled", sc.address,
-                vg_http_server_port(v->srv), resumed, idle);
+                "listening on %s port %d; %zu agents resumed, %zu not polled; %u poller "
+                "thread(s)",
+                sc.address, vg_http_server_port(v->srv), resumed, idle, v->n_workers);
         *out = TAKE_PTR(v);
         return 0;
 }
@@ -219,8 +251,7 @@ void vg_verifier_free(struct vg_verifier *v)
 
         if (!v)
                 return;
-        for (struct vg_cv_agent *a = v->agents; a; a = a->next)
-                vg_cv_poll_stop(a);
+        vg_cv_workers_free(v); /* threads joined, polling stopped, dirty state queued */
         if (v->db && vg_cv_db_flush(v, &err) < 0)
                 vg_err(NULL, "writing attestation state at shutdown failed: %s",
                        vg_error_str(&err));
@@ -234,6 +265,14 @@ void vg_verifier_free(struct vg_verifier *v)
         }
         vg_cv_notify_free_all(v);
         vg_http_client_free(v->client);
+        vg_cv_workers_release(v);
+        vg_cv_snaps_free(v);
+        free(v->by_id);
+        if (v->main_wake_ev)
+                event_free(v->main_wake_ev);
+        if (v->main_wake_fd >= 0)
+                close(v->main_wake_fd);
+        pthread_mutex_destroy(&v->snap_lock);
         vg_ima_policy_cache_free(v->policies);
         EVP_PKEY_free(v->revocation_key);
         vg_store_close(v->db);

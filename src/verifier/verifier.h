@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -181,6 +182,7 @@ struct vg_cv_options {
         bool require_allow_list_signatures;
         bool enable_agent_mtls;
         double flush_interval; /* s */
+        unsigned poll_workers; /* threads polling agents (poll.c) */
 };
 
 int vg_verifier_new(struct event_base *base, const struct vg_config *cfg, struct vg_verifier **out,
@@ -196,12 +198,16 @@ struct vg_http_client;
 struct vg_http_call;
 struct vg_store;
 struct vg_cv_notice;
+struct vg_cv_worker;
+struct vg_cv_snap;
 
 /* One agent this verifier polls: its database row, what was derived from it once (AK, tpm_policy,
  * runtime policy from the shared cache, the pinned TLS context), and the poller's state. */
 struct vg_cv_agent {
         struct vg_verifier *v;
+        struct vg_cv_worker *w; /* the poller thread that owns it (poll.c explains) */
         struct vg_cv_agent *next;
+        struct vg_cv_agent *hnext; /* v->by_id chain */
         char *id;
         /* the row */
         char *ip;
@@ -241,7 +247,28 @@ struct vg_cv_agent {
         uint64_t *reported; /* IMA entries already reported while in_failure */
         size_t n_reported, cap_reported;
         char reported_quote_event[64];
-        bool dirty;
+        char accepted_hash[16];  /* the last hash_alg found in accept_hash */
+        bool dirty;              /* on w->dirty: a snapshot is due (owner only) */
+        struct vg_cv_snap *snap; /* queued for the next write (v->snap_lock) */
+};
+
+/* A poller thread (poll.c): its own loop and HTTP client, the agents assigned to it. */
+struct vg_cv_worker {
+        struct vg_verifier *v;
+        unsigned index;
+        pthread_t thread;
+        bool running;
+        struct event_base *base;
+        struct vg_http_client *client;
+        const struct timeval *interval_tv; /* quote_interval as a common timeout */
+        int wake_fd;                       /* eventfd: commands are queued */
+        struct event *wake_ev, *publish_ev;
+        pthread_mutex_t lock; /* cmds and done */
+        pthread_cond_t done;
+        struct vg_cv_cmd *cmds, **cmds_tail;
+        struct vg_cv_agent **dirty; /* worker-local */
+        size_t n_dirty, cap_dirty;
+        size_t n_agents; /* assigned (main thread) */
 };
 
 struct vg_verifier {
@@ -254,11 +281,22 @@ struct vg_verifier {
         struct vg_ima_policy_cache *policies;
         struct vg_cv_agent *agents;
         size_t n_agents;
+        struct vg_cv_agent **by_id; /* hash of agents by id (main thread) */
+        size_t n_buckets;
+        struct vg_cv_worker *workers;
+        unsigned n_workers;
+        SSL_CTX *agent_tls; /* the default client context of the workers' clients */
+        /* Shared between the workers and the main thread, under snap_lock: agent state
+         * snapshots waiting for the batched write, notifications waiting to be sent. */
+        pthread_mutex_t snap_lock;
+        struct vg_cv_snap *snaps;
+        struct vg_cv_outbox *outbox, **outbox_tail;
+        int main_wake_fd;
+        struct event *main_wake_ev;
         char client_cert[4096], client_key[4096];
         const char *client_key_password;
         EVP_PKEY *revocation_key; /* the verifier's own, when an agent brings none */
         struct event *flush_ev;
-        size_t n_dirty;
         uint64_t flushes;             /* transactions written */
         struct vg_cv_notice *notices; /* notifications in flight (notify.c) */
 };
@@ -272,10 +310,16 @@ int vg_cv_db_read_agent(struct vg_verifier *v, const char *id, bool any_verifier
                         struct vg_cv_agent **out, struct vg_error *err);
 int vg_cv_db_insert_agent(struct vg_verifier *v, const struct vg_cv_agent *a, struct vg_error *err);
 int vg_cv_db_delete_agent(struct vg_verifier *v, const char *id, struct vg_error *err);
-/* Write the state of one agent now (API changes: stop, reactivate). */
+/* Main thread, agent stopped (vg_cv_agent_stop): write its state now, with what is queued. */
 int vg_cv_db_write_state(struct vg_verifier *v, struct vg_cv_agent *a, struct vg_error *err);
-/* Mark dirty: written by the next batched flush (one transaction for all). */
+/* Owner (worker) only: the state changed; a snapshot goes to the queue at the worker's next
+ * publish (flush_interval / 2), the batched flush writes the queue in one transaction. */
 void vg_cv_agent_dirty(struct vg_cv_agent *a);
+/* Owner only: queue a snapshot of a's state now (replacing one still queued). */
+void vg_cv_agent_publish(struct vg_cv_agent *a);
+/* Main thread: drop a's queued snapshot (the agent goes away). */
+void vg_cv_agent_unqueue(struct vg_cv_agent *a);
+void vg_cv_snaps_free(struct vg_verifier *v);
 int vg_cv_db_flush(struct vg_verifier *v, struct vg_error *err);
 /* Runtime policy text by name; -ENOENT. *out is new. */
 int vg_cv_db_policy_get(struct vg_verifier *v, const char *name, char **json, char **tpm_policy,
@@ -287,22 +331,45 @@ int vg_cv_policy_unwrap(const char *text, char **payload, struct vg_error *err);
 int vg_cv_agent_prepare(struct vg_verifier *v, struct vg_cv_agent *a, struct vg_error *err);
 void vg_cv_agent_free(struct vg_cv_agent *a);
 struct vg_cv_agent *vg_cv_find(struct vg_verifier *v, const char *id);
+/* Add to v->agents and the id index (main thread). */
+int vg_cv_link(struct vg_verifier *v, struct vg_cv_agent *a);
 void vg_cv_unlink(struct vg_verifier *v, struct vg_cv_agent *a);
 
 /* api.c */
 int vg_cv_api_register(struct vg_verifier *v);
 
-/* poll.c */
+/* poll.c: the owner's side (worker thread, or main before the workers run) */
 void vg_cv_poll_start(struct vg_cv_agent *a, double delay);
 void vg_cv_poll_stop(struct vg_cv_agent *a);
-/* Reactivate: clear the failure and start fresh (IMA from entry 0). */
+/* Reactivate: clear the failure and start fresh (IMA from entry 0). Owner, or main when
+ * stopped. */
 void vg_cv_agent_reset_failure(struct vg_cv_agent *a);
+
+/* poll.c: workers, called from the main thread */
+int vg_cv_workers_new(struct vg_verifier *v, SSL_CTX *agent_tls, struct vg_error *err);
+int vg_cv_workers_run(struct vg_verifier *v, struct vg_error *err); /* start the threads */
+/* Stop and join the threads, stop polling, publish what is dirty. */
+void vg_cv_workers_free(struct vg_verifier *v);
+/* Free the loops and clients (after the agents). */
+void vg_cv_workers_release(struct vg_verifier *v);
+/* Give a to the worker with the fewest agents. */
+void vg_cv_agent_assign(struct vg_verifier *v, struct vg_cv_agent *a);
+/* Start polling a on its worker (delay s). */
+void vg_cv_agent_start(struct vg_cv_agent *a, double delay);
+/* Stop polling a on its worker and queue its state; the main thread owns a until started. */
+void vg_cv_agent_stop(struct vg_cv_agent *a);
+/* Run fn(a, i, ctx) for each agents[i] on its owner thread; returns when all have run. */
+void vg_cv_on_owners(struct vg_verifier *v, struct vg_cv_agent *const *agents, size_t n,
+                     void (*fn)(struct vg_cv_agent *a, size_t i, void *ctx), void *ctx);
 
 /* notify.c */
 int vg_cv_notify_load_key(struct vg_verifier *v, struct vg_error *err);
-/* A revocation (or comm_error) for agent a caused by event e (may be NULL). */
+/* A revocation (or comm_error) for agent a caused by event e (may be NULL): signed by the
+ * caller (a's owner), sent by the main thread. */
 void vg_cv_notify(struct vg_verifier *v, struct vg_cv_agent *a, const char *type,
                   const struct vg_cv_event *e);
+/* Main thread: send the notifications the workers queued. */
+void vg_cv_notify_drain(struct vg_verifier *v);
 /* Drop the notifications still in flight (shutdown). */
 void vg_cv_notify_free_all(struct vg_verifier *v);
 json_t *vg_cv_notify_message(struct vg_cv_agent *a, const char *type, const struct vg_cv_event *e);
