@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -96,6 +97,7 @@ void vg_stack_daemon_start(struct vg_stack *s, struct vg_stack_daemon *d)
 
         (void)s;
         unlink(d->pid_file);
+        pid_t parent = getpid();
         pid = fork();
         if (pid < 0)
                 tap_bail("fork: %s", strerror(errno));
@@ -103,6 +105,9 @@ void vg_stack_daemon_start(struct vg_stack *s, struct vg_stack_daemon *d)
                 int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
                 int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
+                /* A test that dies (crash, timeout, SIGKILL) takes its daemons with it. */
+                if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+                        _exit(127);
                 if (fd < 0 || nul < 0)
                         _exit(127);
                 dup2(nul, 0);
@@ -188,6 +193,9 @@ void vg_stack_start(const struct vg_stack_opts *opts, struct vg_stack **out)
 
         if (!opts)
                 opts = &defaults;
+        /* The test talks to the daemons (and may proxy them): a peer that closes first must
+         * give EPIPE, not kill the test. */
+        signal(SIGPIPE, SIG_IGN);
         s = calloc(1, sizeof(*s));
         if (!s)
                 tap_bail("out of memory");

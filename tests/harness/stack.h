@@ -52,7 +52,8 @@ struct vg_stack {
 /*
  * Start what opts asks for (NULL: everything) and wait until each daemon is up and, for the
  * agent, registered and activated with the registrar. Bails out of the test (tap_bail) with the
- * daemon's log when something does not come up within 20 s.
+ * daemon's log when something does not come up within 20 s. SIGPIPE is ignored from then on,
+ * and the daemons get SIGTERM if the thread that started them exits (the test died).
  */
 void vg_stack_start(const struct vg_stack_opts *opts, struct vg_stack **out);
 /* Stop every daemon (SIGTERM, then SIGKILL after 10 s), the TPM, remove the directory. */
