@@ -971,7 +971,10 @@ int main(void)
         snprintf(revoker_key, sizeof(revoker_key), "%s/revoker-private.pem", c.ca_dir);
         snprintf(actions_dir, sizeof(actions_dir), "%s/actions", c.dir);
         mkdir(actions_dir, 0700);
-        snprintf(buf, sizeof(buf), "#!/bin/sh\ncat \"$1\" > '%s/revoked'\n", c.dir);
+        /* Written under another name and renamed, so the test never reads it half-written. */
+        snprintf(buf, sizeof(buf),
+                 "#!/bin/sh\ncat \"$1\" > '%s/revoked.tmp' && mv '%s/revoked.tmp' '%s/revoked'\n",
+                 c.dir, c.dir, c.dir);
         free(write_tmp(actions_dir, "mark.sh", buf, strlen(buf)));
         snprintf(buf, sizeof(buf), "%s/mark.sh", actions_dir);
         chmod(buf, 0700);
