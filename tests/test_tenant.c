@@ -160,7 +160,10 @@ static void test_ek_store(struct vg_stack *s)
         mkdir(empty, 0700);
         mkdir(other, 0700);
         /* A store holding a real CA that did not issue the swtpm's EK certificate. */
-        tap_copy_file(tap_strf("%s/cacert.crt", s->ca_dir), tap_strf("%s/ca.pem", other));
+        char *ca_from = tap_strf("%s/cacert.crt", s->ca_dir), *ca_to = tap_strf("%s/ca.pem", other);
+        tap_copy_file(ca_from, ca_to);
+        free(ca_from);
+        free(ca_to);
 
         const char *e1[] = { tap_strf("VIGIL_TENANT_TPM_CERT_STORE=%s", empty), NULL };
         is_int(tenant_env(s, e1, &out, "-c", "add", "-u", s->uuid, (char *)NULL), 1,
@@ -242,7 +245,9 @@ static void test_add_without_verifier(struct vg_stack *s)
                             "xyz /usr/bin/bad\n");
         is_int(T(s, &out, "-c", "add", "-u", s->uuid, "--allowlist", bad), 1,
                "an allowlist with a bad digest fails");
-        contains(out, tap_strf("%s:3:", bad), "... naming FILE:LINE");
+        char *where = tap_strf("%s:3:", bad);
+        contains(out, where, "... naming FILE:LINE");
+        free(where);
         free(out);
         free(bad);
         free(payload);
