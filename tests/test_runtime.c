@@ -276,6 +276,7 @@ static void test_simulator(void)
         out = tap_strf("ima-ng sha256:%s boot_aggregate\n", agg);
         contains(text, out, "and logs it as the boot_aggregate entry");
         FREE(text);
+        FREE(out);
 
         is_int(sim_run(log, tcti, &out, "exec", prog, NULL), 0, "ima-sim exec FILE");
         FREE(out);
