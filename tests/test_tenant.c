@@ -433,8 +433,9 @@ static void test_with_verifier(void)
                 usleep(100000);
         ok(access(rev, F_OK) == 0, "the certificate package reached the agent, with the "
                                    "revocation certificate");
-        ok(access(tap_strf("%s/%s-cert.crt", ca, s->uuid), F_OK) == 0,
-           "the agent's certificate was issued in the CA directory");
+        char *issued = tap_strf("%s/%s-cert.crt", ca, s->uuid);
+        ok(access(issued, F_OK) == 0, "the agent's certificate was issued in the CA directory");
+        free(issued);
         free(rev);
         free(ca);
         free(payload);
