@@ -893,8 +893,13 @@ static void test_burst(void)
         _cleanup_free_ char *vlog = tap_read_file(s->verifier.log, NULL);
         for (const char *q = vlog; q && (q = strstr(q, "quote request answered")); q++)
                 retried++;
-        ok(retried * 10 <= cv.count - start.count,
-           "quote requests retried: %ld of %lld (at most 10%%)", retried, cv.count - start.count);
+        /* Sanitizers slow the agent's read-quote-read loop several times, so more quotes miss
+         * the moving PCR 10: scripts/check's ASan run allows more (VIGIL_BURST_MAX_RETRY_PCT). */
+        const char *pct_env = getenv("VIGIL_BURST_MAX_RETRY_PCT");
+        long max_pct = pct_env && atol(pct_env) > 0 ? atol(pct_env) : 10;
+        ok(retried * 100 <= max_pct * (cv.count - start.count),
+           "quote requests retried: %ld of %lld (at most %ld%%)", retried, cv.count - start.count,
+           max_pct);
 
         /* Part 2: the same burst with bad-burst.sh slipped in after 10,000 entries. */
         FREE(out);
