@@ -12,6 +12,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include "agent_state.h"
 #include "cleanup.h"
 #include "ek_cert.h"
 #include "encoding.h"
@@ -19,29 +20,13 @@
 #include "tenant.h"
 #include "tls.h"
 
-/* keylime/common/states.py */
-static const char *const state_names[] = {
-        "Registered",
-        "Start",
-        "Saved",
-        "Get Quote",
-        "Get Quote (retry)",
-        "Provide V",
-        "Provide V (retry)",
-        "Failed",
-        "Terminated",
-        "Invalid Quote",
-        "Tenant Quote Failed",
-};
-
 static void name_state(json_t *agent)
 {
         json_t *st = json_object_get(agent, "operational_state");
 
-        if (json_is_integer(st) && json_integer_value(st) >= 0 &&
-            json_integer_value(st) < (json_int_t)VG_ARRAY_SIZE(state_names))
+        if (json_is_integer(st))
                 json_object_set_new(agent, "operational_state",
-                                    json_string(state_names[json_integer_value(st)]));
+                                    json_string(vg_agent_state_name((long)json_integer_value(st))));
 }
 
 static void set_fid(struct tenant *t, const char *ip, long port)
@@ -682,7 +667,8 @@ static int reg_get_print(struct tenant *t)
         if (r)
                 return r;
         json_t *info = json_deep_copy(t->reg.json);
-        json_object_set_new(info, "operational_state", json_string(state_names[0]));
+        json_object_set_new(info, "operational_state",
+                            json_string(vg_agent_state_name(VG_AGENT_REGISTERED)));
         json_t *out = json_pack("{s:o}", t->a.uuid, info);
         tenant_say("Agent %s exists on Registrar (%s). Agent Info:", t->a.uuid, registrar_fid(t));
         tenant_print_json(out);

@@ -231,6 +231,27 @@ const uint8_t *vg_http_request_body(const struct vg_http_request *req, size_t *l
         return req->msg->body;
 }
 
+const char *vg_json_type_name(const json_t *v)
+{
+        switch (json_typeof(v)) {
+        case JSON_OBJECT:
+                return "an object";
+        case JSON_ARRAY:
+                return "an array";
+        case JSON_STRING:
+                return "a string";
+        case JSON_INTEGER:
+                return "an integer";
+        case JSON_REAL:
+                return "a number";
+        case JSON_TRUE:
+        case JSON_FALSE:
+                return "a boolean";
+        default:
+                return "null";
+        }
+}
+
 json_t *vg_http_request_json(const struct vg_http_request *req, struct vg_error *err)
 {
         json_error_t je;

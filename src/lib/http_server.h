@@ -84,6 +84,8 @@ const struct vg_http_message *vg_http_request_message(const struct vg_http_reque
 const uint8_t *vg_http_request_body(const struct vg_http_request *req, size_t *len);
 /* The body parsed as JSON (new reference), or NULL with err saying where it is malformed. */
 json_t *vg_http_request_json(const struct vg_http_request *req, struct vg_error *err);
+/* "an object", "a string", "an integer", ...: what a body field was, for error messages. */
+const char *vg_json_type_name(const json_t *v);
 /* "127.0.0.1:43122" or "[::1]:43122". */
 const char *vg_http_request_peer(const struct vg_http_request *req);
 /* The client certificate verified during the handshake (mTLS), or NULL. Borrowed. */

@@ -195,27 +195,6 @@ static json_t *request_json(struct vg_http_request *req, const char *agent)
         return j;
 }
 
-static const char *json_type_name(const json_t *v)
-{
-        switch (json_typeof(v)) {
-        case JSON_OBJECT:
-                return "an object";
-        case JSON_ARRAY:
-                return "an array";
-        case JSON_STRING:
-                return "a string";
-        case JSON_INTEGER:
-                return "an integer";
-        case JSON_REAL:
-                return "a number";
-        case JSON_TRUE:
-        case JSON_FALSE:
-                return "a boolean";
-        default:
-                return "null";
-        }
-}
-
 /* A string field: *out NULL when absent or null (which is an error when required). */
 static int field_string(const json_t *body, const char *name, bool required, const char **out,
                         struct vg_error *err)
@@ -227,7 +206,7 @@ static int field_string(const json_t *body, const char *name, bool required, con
                 return required ? vg_error_set(err, -EINVAL, "field '%s' is missing", name) : 0;
         if (!json_is_string(v))
                 return vg_error_set(err, -EINVAL, "field '%s': expected a string, found %s", name,
-                                    json_type_name(v));
+                                    vg_json_type_name(v));
         *out = json_string_value(v);
         if (strlen(*out) != json_string_length(v))
                 return vg_error_set(err, -EINVAL, "field '%s' contains a NUL character", name);
@@ -334,7 +313,7 @@ static int parse_port(const json_t *body, int64_t *port, struct vg_error *err)
                 *port = (*end || errno) ? -2 : p;
         } else {
                 return vg_error_set(err, -EINVAL, "field 'port': expected an integer, found %s",
-                                    json_type_name(v));
+                                    vg_json_type_name(v));
         }
         if (*port < 1 || *port > 65535)
                 return vg_error_set(err, -EINVAL, "field 'port': expected 1..65535");

@@ -24,27 +24,6 @@ static const char *const api_versions[] = { VG_VERIFIER_API_VERSIONS };
 
 /* ---- pure request parsing ---------------------------------------------------------------- */
 
-static const char *type_name(const json_t *v)
-{
-        switch (json_typeof(v)) {
-        case JSON_OBJECT:
-                return "an object";
-        case JSON_ARRAY:
-                return "an array";
-        case JSON_STRING:
-                return "a string";
-        case JSON_INTEGER:
-                return "an integer";
-        case JSON_REAL:
-                return "a number";
-        case JSON_TRUE:
-        case JSON_FALSE:
-                return "a boolean";
-        default:
-                return "null";
-        }
-}
-
 /* A string field; absent or null gives NULL (an error when required). */
 static int get_string(const json_t *o, const char *name, bool required, char **out,
                       struct vg_error *err)
@@ -56,7 +35,7 @@ static int get_string(const json_t *o, const char *name, bool required, char **o
                 return required ? vg_error_set(err, -EINVAL, "field '%s' is missing", name) : 0;
         if (!json_is_string(v))
                 return vg_error_set(err, -EINVAL, "field '%s': expected a string, found %s", name,
-                                    type_name(v));
+                                    vg_json_type_name(v));
         if (strlen(json_string_value(v)) != json_string_length(v))
                 return vg_error_set(err, -EINVAL, "field '%s' contains a NUL character", name);
         *out = strdup(json_string_value(v));
@@ -180,7 +159,7 @@ static int get_metadata(const json_t *o, const char *name, char **out, struct vg
                 if (!json_is_object(v))
                         return vg_error_set(err, -EINVAL,
                                             "field '%s': expected a JSON object, found %s", name,
-                                            type_name(v));
+                                            vg_json_type_name(v));
                 *out = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
                 return *out ? 0 : -ENOMEM;
         }
@@ -215,7 +194,7 @@ static int get_alg_list(const json_t *o, const char *name, char **out, struct vg
                 return 0;
         if (!json_is_array(v))
                 return vg_error_set(err, -EINVAL, "field '%s': expected an array, found %s", name,
-                                    type_name(v));
+                                    vg_json_type_name(v));
         json_array_foreach (v, i, x)
                 if (!json_is_string(x) || json_string_length(x) > 32)
                         return vg_error_set(err, -EINVAL,
@@ -240,7 +219,7 @@ static int get_port(const json_t *o, const char *name, bool required, int64_t *o
                 *out = *end ? -1 : p;
         } else {
                 return vg_error_set(err, -EINVAL, "field '%s': expected a port number, found %s",
-                                    name, type_name(v));
+                                    name, vg_json_type_name(v));
         }
         if (*out < 1 || *out > 65535)
                 return vg_error_set(err, -EINVAL, "field '%s': expected 1..65535", name);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent_state.h"
 #include "verifier.h"
 
 static const struct vg_config_option verifier_options[] = {
@@ -79,24 +80,9 @@ const struct vg_config_schema vg_verifier_schema = {
         .options = verifier_options,
 };
 
-static const char *const state_names[] = {
-        "Registered",
-        "Start",
-        "Saved",
-        "Get Quote",
-        "Get Quote (retry)",
-        "Provide V",
-        "Provide V (retry)",
-        "Failed",
-        "Terminated",
-        "Invalid Quote",
-        "Tenant Quote Failed",
-};
-
 const char *vg_cv_state_str(int state)
 {
-        return state >= 0 && (size_t)state < VG_ARRAY_SIZE(state_names) ? state_names[state]
-                                                                        : "Unknown";
+        return vg_agent_state_name(state);
 }
 
 double vg_cv_now(void)
