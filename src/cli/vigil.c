@@ -15,6 +15,7 @@ static const struct {
         { "tenant", cmd_tenant, "enrol agents with the registrar and verifier (keylime_tenant)" },
         { "policy", cmd_policy, "create, sign, verify and convert runtime policies" },
         { "verify", cmd_verify, "verify evidence offline (IMA measurement lists)" },
+        { "tang", cmd_tang, "manage Tang key directories: keygen, rotate, show-keys, backup, purge" },
 };
 
 static void usage(FILE *out)

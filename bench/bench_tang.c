@@ -1,0 +1,5 @@
+/* vigil bench: placeholder, being written. */
+int main(void)
+{
+        return 1;
+}

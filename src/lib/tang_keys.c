@@ -1,0 +1,1 @@
+/* vigil: placeholder, being written. */

@@ -1,0 +1,5 @@
+/* vigil-tang: placeholder, being written. */
+int main(void)
+{
+        return 1;
+}
