@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -27,8 +28,9 @@ int vg_tang_keys_load(const char *dir, struct vg_tang_keys **out, struct vg_erro
 void vg_tang_keys_free(struct vg_tang_keys *k);
 VG_DEFINE_CLEANUP_FUNC(struct vg_tang_keys, vg_tang_keys_free)
 
-/* GET /adv: the default advertisement (compact JSON of the JWS, general serialization as
- * tangd sends it), or NULL when no signing key is advertised. */
+/* GET /adv: the default advertisement (the JWS as tangd sends it: sorted compact JSON;
+ * libjose's flattened serialization with one signing key, general with several), or NULL
+ * when no signing key is advertised. */
 const char *vg_tang_keys_adv(const struct vg_tang_keys *k, size_t *len);
 /* GET /adv/{thp}: the advertisement also signed by the signing key with that thumbprint, or
  * NULL (404) when there is none. */
@@ -36,12 +38,24 @@ const char *vg_tang_keys_adv_thp(const struct vg_tang_keys *k, const char *thp, 
 /* POST /rec/{kid}: the private exchange (ECMR) key with that thumbprint, advertised or
  * hidden (borrowed), or NULL when unknown. */
 const json_t *vg_tang_keys_exchange_key(const struct vg_tang_keys *k, const char *kid);
+/* Any key (signing or exchange, advertised or hidden) with that thumbprint (borrowed), or
+ * NULL: lets the server answer 403 for a signing kid on /rec as tangd does, 404 for none. */
+const json_t *vg_tang_keys_find(const struct vg_tang_keys *k, const char *thp);
 /* Whether the key named by thumbprint kid is hidden (for the recovery log). */
 bool vg_tang_keys_is_hidden(const struct vg_tang_keys *k, const char *kid);
 
 /* Thumbprints (S256, as tang-show-keys prints them) of the advertised keys, or of the hidden
  * ones; a NULL-terminated array owned by k. */
 const char *const *vg_tang_keys_thumbprints(const struct vg_tang_keys *k, bool hidden);
+
+/* Every key loaded, in directory order. */
+struct vg_tang_key_info {
+        const char *file; /* the file name inside dir */
+        const char *thp;  /* S256 thumbprint */
+        bool hidden;      /* .*.jwk */
+        bool signing;     /* ES256/384/512 sign+verify; otherwise ECMR deriveKey */
+};
+size_t vg_tang_keys_list(const struct vg_tang_keys *k, const struct vg_tang_key_info **out);
 
 /* RFC 7638 thumbprint of jwk with hash "S1", "S224", "S256", "S384" or "S512", base64url. */
 int vg_tang_thumbprint(const json_t *jwk, const char *hash, char **out, struct vg_error *err);
@@ -55,3 +69,27 @@ int vg_tang_thumbprint(const json_t *jwk, const char *hash, char **out, struct v
  */
 int vg_tang_keygen(const char *dir, char **sig_thp, char **exc_thp, struct vg_error *err);
 int vg_tang_rotate(const char *dir, char **sig_thp, char **exc_thp, struct vg_error *err);
+
+/*
+ * Backups: every *.jwk and .*.jwk of dir in one JSON file
+ * {"vigil-tang-backup":1,"keys":[{"name":"<file>","mode":<octal as number>,"jwk":"<bytes>"}]}
+ * (file contents kept byte for byte), created O_EXCL mode 0400. restore checks the whole
+ * bundle (names, JWKs) and that none of its files exists in dir before writing any, then
+ * creates them O_EXCL with their recorded modes. Both return the number of keys, or a
+ * negative errno with err naming the file at fault.
+ */
+int vg_tang_backup(const char *dir, const char *file, struct vg_error *err);
+int vg_tang_restore(const char *file, const char *dir, struct vg_error *err);
+
+/* The server's record of the last recovery per exchange key: {"<kid>": <unix time>, ...},
+ * kid being the thumbprint the client named; written atomically by vigil-tang. */
+#define VG_TANG_RECOVERIES_FILE ".vigil-recoveries.json"
+
+/*
+ * Remove the hidden keys of dir. Unless force, refuse (-EBUSY, err naming the key and when it
+ * was last used) while any hidden key recovered a client less than window_s seconds before
+ * now according to dir/VG_TANG_RECOVERIES_FILE (by any of its thumbprints). Returns the
+ * number of files removed.
+ */
+int vg_tang_purge_hidden(const char *dir, bool force, time_t window_s, time_t now,
+                         struct vg_error *err);
