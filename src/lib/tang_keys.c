@@ -219,7 +219,7 @@ static int load_jwk_file(int dirfd, const char *name, json_t **out, bool *signin
 /* The advertisement as tang builds it (src/keys.c jwk_sign): payload = the public parts of
  * the advertised keys as {"keys":[...]} dumped with jansson's default flags, one signature per
  * key of sig with the protected header {"cty":"jwk-set+json"} (libjose adds "alg"); the reply
- * is the JWS as sorted compact JSON. */
+ * is the JWS dumped the same way (tangd's adv(): json_dumps(jws, 0)). */
 static char *sign_adv(const json_t *payload_keys, const json_t *sig, size_t *len)
 {
         json_auto_t *pub = json_deep_copy(payload_keys);
@@ -236,7 +236,7 @@ static char *sign_adv(const json_t *payload_keys, const json_t *sig, size_t *len
         jws = json_pack("{s:o}", "payload", jose_b64_enc(data, strlen(data)));
         if (!jws || !jose_jws_sig(NULL, jws, tmpl, sig))
                 return NULL;
-        out = json_dumps(jws, JSON_SORT_KEYS | JSON_COMPACT);
+        out = json_dumps(jws, 0);
         if (out)
                 *len = strlen(out);
         return out;

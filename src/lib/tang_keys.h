@@ -28,7 +28,7 @@ int vg_tang_keys_load(const char *dir, struct vg_tang_keys **out, struct vg_erro
 void vg_tang_keys_free(struct vg_tang_keys *k);
 VG_DEFINE_CLEANUP_FUNC(struct vg_tang_keys, vg_tang_keys_free)
 
-/* GET /adv: the default advertisement (the JWS as tangd sends it: sorted compact JSON;
+/* GET /adv: the default advertisement (the JWS as tangd sends it: jansson's default dump;
  * libjose's flattened serialization with one signing key, general with several), or NULL
  * when no signing key is advertised. */
 const char *vg_tang_keys_adv(const struct vg_tang_keys *k, size_t *len);
