@@ -53,20 +53,28 @@ run() { # label url clients keepalive-flag
         return $rc
 }
 
-# tangd: one process per connection, so no keep-alive (socat forks and execs tangd each time).
-port=$(free_port)
-socat TCP-LISTEN:"$port",bind=127.0.0.1,reuseaddr,fork EXEC:"$tangd $work/db" 2>"$work/tangd.log" &
-socat_pid=$!
-pids+=("$socat_pid")
-if wait_port "$port"; then
-        run tangd "http://127.0.0.1:$port" 1 --no-keepalive
-        run tangd "http://127.0.0.1:$port" 16 --no-keepalive
-else
-        status=1
-        note "tangd under socat did not listen on 127.0.0.1:$port"
-fi
-kill "$socat_pid" 2>/dev/null
-wait "$socat_pid" 2>/dev/null
+# tangd: one process per connection (socat forks and execs tangd for each), as Debian runs it
+# without systemd: no keep-alive. Then tangd's best case: it does loop over keep-alive requests
+# on its connection, and with TCP_NODELAY (socat nodelay) it escapes the Nagle x delayed-ACK
+# stall of its two writes per reply; this is the figure vigil-tang's 5x target is set against.
+tangd_run() { # label socat-extra-options keepalive-flag clients...
+        local label=$1 opts=$2 ka=$3 port socat_pid
+        shift 3
+        port=$(free_port)
+        socat TCP-LISTEN:"$port",bind=127.0.0.1,reuseaddr,fork$opts EXEC:"$tangd $work/db" 2>>"$work/tangd.log" &
+        socat_pid=$!
+        pids+=("$socat_pid")
+        if wait_port "$port"; then
+                for c in "$@"; do run "$label" "http://127.0.0.1:$port" "$c" "$ka"; done
+        else
+                status=1
+                note "tangd under socat did not listen on 127.0.0.1:$port"
+        fi
+        kill "$socat_pid" 2>/dev/null
+        wait "$socat_pid" 2>/dev/null
+}
+tangd_run tangd "" --no-keepalive 1 16
+tangd_run tangd-keepalive-nodelay ",nodelay" --keepalive 1 16
 
 # vigil-tang: one event loop, keep-alive clients.
 vt=$build/src/tang/vigil-tang
