@@ -12,8 +12,12 @@
 
 #include <jose/jose.h>
 #include <jose/openssl.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/obj_mac.h>
 
+#include "encoding.h"
 #include "tang_keys.h"
 
 /* A key file is a few hundred bytes; anything much larger is not one. */
@@ -32,6 +36,15 @@ struct tang_key {
         bool hidden, signing;
         char *adv; /* signing keys: the advertisement also signed by this key */
         size_t adv_len;
+        struct vg_tang_exc *exc; /* exchange keys, converted for OpenSSL */
+};
+
+struct vg_tang_exc {
+        EC_GROUP *grp;
+        BIGNUM *d;
+        const char *crv;
+        size_t clen; /* bytes of a coordinate */
+        char *thp;
 };
 
 struct thp_entry {
@@ -57,6 +70,7 @@ static void key_clear(struct tang_key *k)
         for (size_t i = 0; i < N_HASHES; i++)
                 free(k->thp[i]);
         free(k->adv);
+        vg_tang_exc_free(k->exc);
 }
 
 void vg_tang_keys_free(struct vg_tang_keys *k)
@@ -334,6 +348,13 @@ int vg_tang_keys_load(const char *dir, struct vg_tang_keys **out, struct vg_erro
                 key->file = TAKE_PTR(names[i]);
                 key->hidden = key->file[0] == '.';
                 k->n++;
+                if (!key->signing) {
+                        r = vg_tang_exc_new(key->jwk, &key->exc, err);
+                        if (r < 0) {
+                                vg_error_prefix(err, "key directory %s: %s: ", dir, key->file);
+                                goto out;
+                        }
+                }
                 for (size_t h = 0; h < N_HASHES; h++) {
                         r = vg_tang_thumbprint(key->jwk, hashes[h], &key->thp[h], err);
                         if (r < 0)
@@ -816,4 +837,180 @@ int vg_tang_purge_hidden(const char *dir, bool force, time_t window_s, time_t no
         if (removed && fsync(dfd) < 0)
                 return vg_error_set(err, -errno, "key directory %s: %s", dir, strerror(errno));
         return removed;
+}
+
+/* ---- the McCallum-Relyea exchange on OpenSSL ---- */
+
+void vg_tang_exc_free(struct vg_tang_exc *e)
+{
+        if (!e)
+                return;
+        EC_GROUP_free(e->grp);
+        BN_clear_free(e->d);
+        free(e->thp);
+        free(e);
+}
+
+int vg_tang_exc_new(const json_t *jwk, struct vg_tang_exc **out, struct vg_error *err)
+{
+        _cleanup_(vg_tang_exc_freep) struct vg_tang_exc *e = calloc(1, sizeof(*e));
+        const char *crv = json_string_value(json_object_get(jwk, "crv"));
+        const char *d = json_string_value(json_object_get(jwk, "d"));
+        uint8_t *raw = NULL;
+        size_t raw_len = 0;
+        int nid, r;
+
+        if (!e)
+                return vg_error_set(err, -ENOMEM, "out of memory");
+        if (!crv)
+                return vg_error_set(err, -EINVAL, "exchange key without \"crv\"");
+        if (strcmp(crv, "P-256") == 0) {
+                nid = NID_X9_62_prime256v1;
+                e->crv = "P-256";
+        } else if (strcmp(crv, "P-384") == 0) {
+                nid = NID_secp384r1;
+                e->crv = "P-384";
+        } else if (strcmp(crv, "P-521") == 0) {
+                nid = NID_secp521r1;
+                e->crv = "P-521";
+        } else {
+                return vg_error_set(err, -EINVAL,
+                                    "exchange key on curve \"%s\" (expected P-256, P-384 or "
+                                    "P-521)",
+                                    crv);
+        }
+        if (!d || vg_b64_decode(d, strlen(d), VG_B64_URL, &raw, &raw_len) < 0)
+                return vg_error_set(err, -EINVAL, "exchange key: \"d\" is not base64url");
+        e->grp = EC_GROUP_new_by_curve_name(nid);
+        e->d = BN_secure_new();
+        if (e->d)
+                BN_set_flags(e->d, BN_FLG_CONSTTIME);
+        if (!e->grp || !e->d || !BN_bin2bn(raw, (int)raw_len, e->d)) {
+                explicit_bzero(raw, raw_len);
+                free(raw);
+                return vg_error_set(err, -ENOMEM, "out of memory");
+        }
+        explicit_bzero(raw, raw_len);
+        free(raw);
+        if (BN_is_zero(e->d) || BN_cmp(e->d, EC_GROUP_get0_order(e->grp)) >= 0)
+                return vg_error_set(err, -EINVAL, "exchange key: \"d\" is not a scalar of %s", crv);
+        e->clen = ((size_t)EC_GROUP_get_degree(e->grp) + 7) / 8;
+        r = vg_tang_thumbprint(jwk, "S256", &e->thp, err);
+        if (r < 0)
+                return r;
+        *out = TAKE_PTR(e);
+        return 0;
+}
+
+const char *vg_tang_exc_crv(const struct vg_tang_exc *e)
+{
+        return e->crv;
+}
+
+const char *vg_tang_exc_thp(const struct vg_tang_exc *e)
+{
+        return e->thp;
+}
+
+static BIGNUM *coordinate(const char *s, size_t max, const char *name, struct vg_error *err)
+{
+        uint8_t *raw = NULL;
+        size_t len = 0;
+        BIGNUM *bn;
+
+        if (!s || vg_b64_decode(s, strlen(s), VG_B64_URL, &raw, &len) < 0 || len == 0 ||
+            len > max) {
+                free(raw);
+                vg_error_set(err, -EINVAL, "request JWK: %s is not a base64url coordinate", name);
+                return NULL;
+        }
+        bn = BN_bin2bn(raw, (int)len, NULL);
+        free(raw);
+        if (!bn)
+                vg_error_set(err, -ENOMEM, "out of memory");
+        return bn;
+}
+
+int vg_tang_exc_mul(const struct vg_tang_exc *e, const char *x, const char *y, char **out,
+                    size_t *out_len, struct vg_error *err)
+{
+        /* A P-521 coordinate is 66 bytes; libjose reads any length, the request check caps it. */
+        enum { MAX_COORD = 66 };
+        BN_CTX *ctx = NULL;
+        BIGNUM *X = NULL, *Y = NULL, *RX = NULL, *RY = NULL;
+        EC_POINT *p = NULL, *res = NULL;
+        uint8_t bx[MAX_COORD], by[MAX_COORD];
+        char *ex = NULL, *ey = NULL, *json = NULL;
+        int r, n;
+
+        *out = NULL;
+        *out_len = 0;
+        X = coordinate(x, MAX_COORD, "x", err);
+        if (!X)
+                return err && err->code ? err->code : -EINVAL;
+        Y = coordinate(y, MAX_COORD, "y", err);
+        if (!Y) {
+                r = err && err->code ? err->code : -EINVAL;
+                goto out;
+        }
+        ctx = BN_CTX_new();
+        p = EC_POINT_new(e->grp);
+        res = EC_POINT_new(e->grp);
+        RX = BN_new();
+        RY = BN_new();
+        if (!ctx || !p || !res || !RX || !RY) {
+                r = vg_error_set(err, -ENOMEM, "out of memory");
+                goto out;
+        }
+        /* OpenSSL refuses a point off the curve here (coordinates are reduced mod p first, as
+         * for libjose); the point at infinity has no affine coordinates but is checked too. */
+        if (EC_POINT_set_affine_coordinates(e->grp, p, X, Y, ctx) != 1 ||
+            EC_POINT_is_on_curve(e->grp, p, ctx) != 1 || EC_POINT_is_at_infinity(e->grp, p)) {
+                r = vg_error_set(err, -EINVAL, "request JWK: the point is not on curve %s", e->crv);
+                goto out;
+        }
+        /* One point, one scalar: OpenSSL's constant-time ladder (d has BN_FLG_CONSTTIME). */
+        if (EC_POINT_mul(e->grp, res, NULL, p, e->d, ctx) != 1 ||
+            EC_POINT_is_at_infinity(e->grp, res) ||
+            EC_POINT_get_affine_coordinates(e->grp, res, RX, RY, ctx) != 1 ||
+            BN_bn2binpad(RX, bx, (int)e->clen) < 0 || BN_bn2binpad(RY, by, (int)e->clen) < 0) {
+                r = vg_error_set(err, -EINVAL, "request JWK: the exchange failed on curve %s",
+                                 e->crv);
+                goto out;
+        }
+        ex = vg_b64_encode(bx, e->clen, VG_B64_URL);
+        ey = vg_b64_encode(by, e->clen, VG_B64_URL);
+        if (!ex || !ey) {
+                r = vg_error_set(err, -ENOMEM, "out of memory");
+                goto out;
+        }
+        n = asprintf(&json,
+                     "{\"alg\":\"ECMR\",\"crv\":\"%s\",\"key_ops\":[\"deriveKey\"],"
+                     "\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
+                     e->crv, ex, ey);
+        if (n < 0) {
+                r = vg_error_set(err, -ENOMEM, "out of memory");
+                goto out;
+        }
+        *out = json;
+        *out_len = (size_t)n;
+        r = 0;
+out:
+        free(ex);
+        free(ey);
+        BN_free(X);
+        BN_free(Y);
+        BN_free(RX);
+        BN_free(RY);
+        EC_POINT_free(p);
+        EC_POINT_free(res);
+        BN_CTX_free(ctx);
+        return r;
+}
+
+const struct vg_tang_exc *vg_tang_keys_exchange(const struct vg_tang_keys *k, const char *kid)
+{
+        const struct tang_key *key = find_key(k, kid);
+
+        return key && !key->signing ? key->exc : NULL;
 }

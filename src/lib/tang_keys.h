@@ -38,6 +38,30 @@ const char *vg_tang_keys_adv_thp(const struct vg_tang_keys *k, const char *thp, 
 /* POST /rec/{kid}: the private exchange (ECMR) key with that thumbprint, advertised or
  * hidden (borrowed), or NULL when unknown. */
 const json_t *vg_tang_keys_exchange_key(const struct vg_tang_keys *k, const char *kid);
+/*
+ * The McCallum-Relyea exchange on raw OpenSSL (tang.md §1.4): an ECMR private key converted
+ * once (curve group, constant-time scalar, its S256 thumbprint), immutable, usable from any
+ * thread at once.
+ */
+struct vg_tang_exc;
+/* Convert a private ECMR JWK (crv P-256, P-384 or P-521, "d"); err says what is wrong. */
+int vg_tang_exc_new(const json_t *jwk, struct vg_tang_exc **out, struct vg_error *err);
+void vg_tang_exc_free(struct vg_tang_exc *e);
+VG_DEFINE_CLEANUP_FUNC(struct vg_tang_exc, vg_tang_exc_free)
+const char *vg_tang_exc_crv(const struct vg_tang_exc *e);
+/* The key's S256 thumbprint (what the recovery record is keyed by). */
+const char *vg_tang_exc_thp(const struct vg_tang_exc *e);
+/*
+ * y = S·x for the client point x given by its base64url coordinates: -EINVAL (err says why)
+ * when they do not decode or the point is not on the key's curve or is the point at infinity.
+ * On success *out (malloc'd, *out_len bytes) is the reply JWK exactly as tangd sends it
+ * (libjose's result, sorted compact): {"alg":"ECMR","crv":..,"key_ops":["deriveKey"],
+ * "kty":"EC","x":..,"y":..}, coordinates padded to the curve's size.
+ */
+int vg_tang_exc_mul(const struct vg_tang_exc *e, const char *x, const char *y, char **out,
+                    size_t *out_len, struct vg_error *err);
+/* POST /rec/{kid}: the converted exchange key with that thumbprint (borrowed), or NULL. */
+const struct vg_tang_exc *vg_tang_keys_exchange(const struct vg_tang_keys *k, const char *kid);
 /* Any key (signing or exchange, advertised or hidden) with that thumbprint (borrowed), or
  * NULL: lets the server answer 403 for a signing kid on /rec as tangd does, 404 for none. */
 const json_t *vg_tang_keys_find(const struct vg_tang_keys *k, const char *thp);

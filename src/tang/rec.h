@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "tang_keys.h"
 
 /* tangd's request body limit (tang.md §1.1): larger bodies get 413. */
 #define VG_TANGD_MAX_BODY (64 * 1024)
@@ -20,6 +21,15 @@
  * deriveKey 403; curve other than the key's, missing or malformed coordinates, point not on the
  * curve 400. Returns the HTTP status; on 200 *reply (malloc'd, *reply_len bytes) is the sorted
  * compact JWK y = S·x with alg ECMR and key_ops [deriveKey]; otherwise err says why.
+ * The exchange is raw OpenSSL (vg_tang_exc_mul); key is converted on every call, so the server
+ * uses vg_tangd_rec_exc() with the keys converted once at load.
  */
 int vg_tangd_rec(const json_t *key, bool kid_is_signing, const void *body, size_t len, char **reply,
                  size_t *reply_len, struct vg_error *err);
+/* The same with a key converted at load (vg_tang_keys_exchange()); NULL: no exchange key. */
+int vg_tangd_rec_exc(const struct vg_tang_exc *exc, bool kid_is_signing, const void *body,
+                     size_t len, char **reply, size_t *reply_len, struct vg_error *err);
+/* The same through libjose's jose_jwk_exc(), as tangd does it (about 5x slower): the oracle
+ * the tests compare vg_tangd_rec_exc() against, byte for byte. */
+int vg_tangd_rec_jose(const json_t *key, bool kid_is_signing, const void *body, size_t len,
+                      char **reply, size_t *reply_len, struct vg_error *err);

@@ -123,15 +123,12 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         vg_tangd_flush(arg);
 }
 
-static void note_recovery(struct vg_tangd *t, const json_t *key)
+static void note_recovery(struct vg_tangd *t, const struct vg_tang_exc *key)
 {
-        struct vg_error err = { 0 };
-        _cleanup_free_ char *thp = NULL;
+        const char *thp = vg_tang_exc_thp(key);
         time_t now = time(NULL);
         json_t *old;
 
-        if (vg_tang_thumbprint(key, "S256", &thp, &err) < 0)
-                return;
         old = json_object_get(t->recoveries, thp);
         if (old && json_integer_value(old) == (json_int_t)now)
                 return;
@@ -203,7 +200,7 @@ static void rec_cb(struct vg_http_request *req, void *arg)
         struct vg_tangd *t = arg;
         const char *kid = vg_http_request_param(req, "kid");
         struct vg_error err = { 0 };
-        const json_t *key = NULL;
+        const struct vg_tang_exc *key = NULL;
         bool signing = false;
         _cleanup_free_ char *reply = NULL;
         const uint8_t *body;
@@ -212,13 +209,13 @@ static void rec_cb(struct vg_http_request *req, void *arg)
 
         body = vg_http_request_body(req, &len);
         if (thumbprint_ok(kid)) {
-                key = vg_tang_keys_exchange_key(t->keys, kid);
+                key = vg_tang_keys_exchange(t->keys, kid);
                 if (!key) {
                         size_t alen;
                         signing = vg_tang_keys_adv_thp(t->keys, kid, &alen) != NULL;
                 }
         }
-        status = vg_tangd_rec(key, signing, body, len, &reply, &reply_len, &err);
+        status = vg_tangd_rec_exc(key, signing, body, len, &reply, &reply_len, &err);
         if (status != 200) {
                 log_request(req, status, vg_error_str(&err));
                 vg_http_reply(req, status, NULL, NULL, 0);
