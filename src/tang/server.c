@@ -9,9 +9,12 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -27,6 +30,10 @@ static const struct vg_config_option tangd_options[] = {
           "key directory as tang lays it out: *.jwk advertised, .*.jwk hidden", 0, 0 },
         { "listen", VG_CONFIG_STRING_LIST, "0.0.0.0:7500",
           "addresses to listen on: 127.0.0.1:7500, [::1]:7500 (port 7500 when omitted)", 0, 0 },
+        { "workers", VG_CONFIG_INTEGER, "0",
+          "threads serving requests, each with its own event loop on the same listening "
+          "sockets (0: one per CPU)",
+          0, 256 },
         { "user", VG_CONFIG_STRING, NULL,
           "user to run as after binding when started as root (unset: _tang if it exists, "
           "else nobody)",
@@ -40,22 +47,61 @@ const struct vg_config_schema vg_tangd_schema = {
         .options = tangd_options,
 };
 
+/* A loaded key directory shared by the workers: a request holds a reference for its duration,
+ * a reload swaps the pointer under keys_lock and drops the old reference. */
+struct keyref {
+        struct vg_tang_keys *k;
+        atomic_int refs;
+};
+
+struct worker {
+        struct vg_tangd *t;
+        struct event_base *base; /* worker 0: the daemon's loop */
+        struct vg_http_server *srv;
+        struct evconnlistener **ls;
+        size_t n_ls;
+        int stop_fd; /* eventfd: other workers' loops are stopped through it */
+        struct event *stop_ev;
+        pthread_t thread;
+        bool started;
+};
+
 struct vg_tangd {
         struct event_base *base;
         char *dir;
-        struct vg_tang_keys *keys;
-        struct vg_http_server **servers;
-        size_t n_servers;
-        struct evconnlistener **activated; /* systemd's sockets, feeding servers[0] */
-        size_t n_activated;
+        pthread_mutex_t keys_lock;
+        struct keyref *keys;
+        int *fds; /* listening sockets (ours, or systemd's) */
+        size_t n_fds;
+        struct worker *workers;
+        size_t n_workers;
         int inotify_fd;
         struct event *inotify_ev;
         struct event *reload_timer;
+        pthread_mutex_t rec_lock; /* recoveries, dirty */
         json_t *recoveries;
         bool dirty;
-        time_t last_flush;
         struct event *flush_timer;
 };
+
+static struct keyref *keys_get(struct vg_tangd *t)
+{
+        struct keyref *r;
+
+        pthread_mutex_lock(&t->keys_lock);
+        r = t->keys;
+        atomic_fetch_add(&r->refs, 1);
+        pthread_mutex_unlock(&t->keys_lock);
+        return r;
+}
+
+static void keys_put(struct keyref *r)
+{
+        if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+                vg_tang_keys_free(r->k);
+                free(r);
+        }
+}
 
 int vg_tangd_parse_listen(const char *spec, char *addr, size_t addr_len, unsigned *port,
                           struct vg_error *err)
@@ -104,20 +150,28 @@ int vg_tangd_parse_listen(const char *spec, char *addr, size_t addr_len, unsigne
 void vg_tangd_flush(struct vg_tangd *t)
 {
         char path[PATH_MAX], tmp[PATH_MAX];
+        _cleanup_free_ char *text = NULL;
+        FILE *f;
 
-        if (!t->dirty)
-                return;
+        pthread_mutex_lock(&t->rec_lock);
+        if (t->dirty)
+                text = json_dumps(t->recoveries, JSON_SORT_KEYS | JSON_COMPACT);
         t->dirty = false;
-        t->last_flush = time(NULL);
+        pthread_mutex_unlock(&t->rec_lock);
+        if (!text)
+                return;
         snprintf(path, sizeof(path), "%s/%s", t->dir, VG_TANGD_RECOVERIES_FILE);
         snprintf(tmp, sizeof(tmp), "%s/%s.tmp", t->dir, VG_TANGD_RECOVERIES_FILE);
-        if (json_dump_file(t->recoveries, tmp, JSON_SORT_KEYS | JSON_COMPACT) < 0 ||
-            rename(tmp, path) < 0) {
+        f = fopen(tmp, "we");
+        if (!f || fputs(text, f) < 0 || fclose(TAKE_PTR(f)) != 0 || rename(tmp, path) < 0) {
                 vg_warn(VG_F("path", path), "cannot record recovery times: %s", strerror(errno));
+                if (f)
+                        fclose(f);
                 unlink(tmp);
         }
 }
 
+/* Every second on the daemon's loop: the record is written at most once a second. */
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
         vg_tangd_flush(arg);
@@ -126,19 +180,16 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 static void note_recovery(struct vg_tangd *t, const struct vg_tang_exc *key)
 {
         const char *thp = vg_tang_exc_thp(key);
-        time_t now = time(NULL);
+        json_int_t now = (json_int_t)time(NULL);
         json_t *old;
 
+        pthread_mutex_lock(&t->rec_lock);
         old = json_object_get(t->recoveries, thp);
-        if (old && json_integer_value(old) == (json_int_t)now)
-                return;
-        json_object_set_new(t->recoveries, thp, json_integer((json_int_t)now));
-        if (!t->dirty) {
-                struct timeval tv = { .tv_sec = now > t->last_flush ? 0 : 1 };
-
+        if (!old || json_integer_value(old) != now) {
+                json_object_set_new(t->recoveries, thp, json_integer(now));
                 t->dirty = true;
-                evtimer_add(t->flush_timer, &tv);
         }
+        pthread_mutex_unlock(&t->rec_lock);
 }
 
 static void load_recoveries(struct vg_tangd *t)
@@ -177,22 +228,24 @@ static void adv_cb(struct vg_http_request *req, void *arg)
 {
         struct vg_tangd *t = arg;
         const char *thp = vg_http_request_param(req, "thp");
+        struct keyref *keys = keys_get(t);
         const char *adv = NULL;
         size_t len = 0;
 
         if (!thp)
-                adv = vg_tang_keys_adv(t->keys, &len);
+                adv = vg_tang_keys_adv(keys->k, &len);
         else if (thumbprint_ok(thp))
-                adv = vg_tang_keys_adv_thp(t->keys, thp, &len);
+                adv = vg_tang_keys_adv_thp(keys->k, thp, &len);
         if (!adv) {
                 log_request(req, 404,
                             thp ? "no signing key has this thumbprint"
                                 : "no advertised signing key");
                 vg_http_reply(req, 404, NULL, NULL, 0);
-                return;
+        } else {
+                log_request(req, 200, NULL);
+                vg_http_reply(req, 200, "application/jose+json", adv, len);
         }
-        log_request(req, 200, NULL);
-        vg_http_reply(req, 200, "application/jose+json", adv, len);
+        keys_put(keys);
 }
 
 static void rec_cb(struct vg_http_request *req, void *arg)
@@ -207,67 +260,76 @@ static void rec_cb(struct vg_http_request *req, void *arg)
         size_t len, reply_len;
         int status;
 
+        struct keyref *keys = keys_get(t);
+
         body = vg_http_request_body(req, &len);
         if (thumbprint_ok(kid)) {
-                key = vg_tang_keys_exchange(t->keys, kid);
+                key = vg_tang_keys_exchange(keys->k, kid);
                 if (!key) {
                         size_t alen;
-                        signing = vg_tang_keys_adv_thp(t->keys, kid, &alen) != NULL;
+                        signing = vg_tang_keys_adv_thp(keys->k, kid, &alen) != NULL;
                 }
         }
         status = vg_tangd_rec_exc(key, signing, body, len, &reply, &reply_len, &err);
         if (status != 200) {
                 log_request(req, status, vg_error_str(&err));
                 vg_http_reply(req, status, NULL, NULL, 0);
-                return;
+        } else {
+                note_recovery(t, key);
+                log_request(req, 200, NULL);
+                vg_http_reply(req, 200, "application/jwk+json", reply, reply_len);
         }
-        note_recovery(t, key);
-        log_request(req, 200, NULL);
-        vg_http_reply(req, 200, "application/jwk+json", reply, reply_len);
+        keys_put(keys);
 }
 
-static int add_routes(struct vg_tangd *t, struct vg_http_server *srv)
-{
-        if (vg_http_server_route(srv, "GET", "/adv", adv_cb, t) < 0 ||
-            vg_http_server_route(srv, "GET", "/adv/{thp}", adv_cb, t) < 0 ||
-            vg_http_server_route(srv, "POST", "/rec/{kid}", rec_cb, t) < 0)
-                return -EINVAL;
-        return 0;
-}
+/* ---- listening sockets and workers ------------------------------------------------------ */
 
-static int new_server(struct vg_tangd *t, const char *addr, unsigned port, bool no_listener,
-                      struct vg_error *err)
+static int listen_socket(const char *spec, struct vg_error *err)
 {
-        struct vg_http_server_config cfg = {
-                .address = addr,
-                .port = (uint16_t)port,
-                .no_listener = no_listener,
-                .name = "tang",
-                .max_start_line = 4096 + 64,
-                .max_body_bytes = VG_TANGD_MAX_BODY,
-        };
-        struct vg_http_server **v, *srv = NULL;
-        int r;
+        char addr[INET6_ADDRSTRLEN + 1];
+        struct sockaddr_storage ss = { 0 };
+        socklen_t sl;
+        unsigned port;
+        int fd, one = 1, r;
 
-        v = realloc(t->servers, (t->n_servers + 1) * sizeof(*v));
-        if (!v)
-                return vg_error_set(err, -ENOMEM, "out of memory");
-        t->servers = v;
-        r = vg_http_server_new(t->base, &cfg, &srv, err);
+        r = vg_tangd_parse_listen(spec, addr, sizeof(addr), &port, err);
         if (r < 0)
                 return r;
-        t->servers[t->n_servers++] = srv;
-        if (add_routes(t, srv) < 0)
-                return vg_error_set(err, -EINVAL, "cannot add the routes");
-        return 0;
+        if (strchr(addr, ':')) {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons((uint16_t)port);
+                if (inet_pton(AF_INET6, addr, &in6->sin6_addr) != 1)
+                        return vg_error_set(err, -EINVAL, "listen \"%s\": not an IPv6 address",
+                                            spec);
+                sl = sizeof(*in6);
+        } else {
+                struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+                in->sin_family = AF_INET;
+                in->sin_port = htons((uint16_t)port);
+                if (inet_pton(AF_INET, addr, &in->sin_addr) != 1)
+                        return vg_error_set(err, -EINVAL, "listen \"%s\": not an IPv4 address",
+                                            spec);
+                sl = sizeof(*in);
+        }
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return vg_error_set(err, -errno, "listen \"%s\": %s", spec, strerror(errno));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ss.ss_family == AF_INET6)
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
+                r = -errno;
+                close(fd);
+                return vg_error_set(err, r, "listen \"%s\": %s", spec, strerror(-r));
+        }
+        return fd;
 }
 
-/* ---- systemd socket activation ----------------------------------------------------------- */
-
-static void activated_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                                int salen, void *arg)
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
-        struct vg_tangd *t = arg;
+        struct worker *w = arg;
         struct bufferevent *bev;
         char host[INET6_ADDRSTRLEN] = "?", peer[INET6_ADDRSTRLEN + 16];
         int one = 1;
@@ -284,12 +346,12 @@ static void activated_accept_cb(struct evconnlistener *l, evutil_socket_t fd, st
         } else {
                 snprintf(peer, sizeof(peer), "?");
         }
-        bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
         if (!bev) {
                 close(fd);
                 return;
         }
-        vg_http_server_adopt(t->servers[0], bev, peer);
+        vg_http_server_adopt(w->srv, bev, peer);
 }
 
 /* LISTEN_FDS/LISTEN_PID as sd_listen_fds(3) reads them; the number of sockets adopted. */
@@ -297,29 +359,19 @@ static int adopt_systemd_sockets(struct vg_tangd *t, struct vg_error *err)
 {
         const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
         long n;
-        int r;
 
         if (!pid || !fds || strtol(pid, NULL, 10) != (long)getpid())
                 return 0;
         n = strtol(fds, NULL, 10);
         if (n <= 0 || n > 64)
                 return 0;
-        r = new_server(t, NULL, 0, true, err);
-        if (r < 0)
-                return r;
-        t->activated = calloc((size_t)n, sizeof(*t->activated));
-        if (!t->activated)
+        t->fds = calloc((size_t)n, sizeof(*t->fds));
+        if (!t->fds)
                 return vg_error_set(err, -ENOMEM, "out of memory");
         for (int fd = 3; fd < 3 + n; fd++) {
-                struct evconnlistener *l;
-
                 fcntl(fd, F_SETFD, FD_CLOEXEC);
                 evutil_make_socket_nonblocking(fd);
-                l = evconnlistener_new(t->base, activated_accept_cb, t, LEV_OPT_CLOSE_ON_FREE, -1,
-                                       fd);
-                if (!l)
-                        return vg_error_set(err, -ENOMEM, "cannot use socket %d from systemd", fd);
-                t->activated[t->n_activated++] = l;
+                t->fds[t->n_fds++] = fd;
         }
         unsetenv("LISTEN_PID");
         unsetenv("LISTEN_FDS");
@@ -327,19 +379,120 @@ static int adopt_systemd_sockets(struct vg_tangd *t, struct vg_error *err)
         return (int)n;
 }
 
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct worker *w = arg;
+        uint64_t v;
+
+        if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                vg_debug(NULL, "worker stop: %s", strerror(errno));
+        event_base_loopbreak(w->base);
+}
+
+static void *worker_main(void *arg)
+{
+        struct worker *w = arg;
+
+        event_base_dispatch(w->base);
+        return NULL;
+}
+
+/* An HTTP server on w->base taking connections from every listening socket. */
+static int worker_init(struct vg_tangd *t, struct worker *w, struct event_base *base,
+                       struct vg_error *err)
+{
+        struct vg_http_server_config cfg = {
+                .no_listener = true,
+                .name = "tang",
+                .max_start_line = 4096 + 64,
+                .max_body_bytes = VG_TANGD_MAX_BODY,
+        };
+        int r;
+
+        w->t = t;
+        w->stop_fd = -1;
+        w->base = base ? base : event_base_new();
+        if (!w->base)
+                return vg_error_set(err, -ENOMEM, "cannot create an event loop");
+        r = vg_http_server_new(w->base, &cfg, &w->srv, err);
+        if (r < 0)
+                return r;
+        if (vg_http_server_route(w->srv, "GET", "/adv", adv_cb, t) < 0 ||
+            vg_http_server_route(w->srv, "GET", "/adv/{thp}", adv_cb, t) < 0 ||
+            vg_http_server_route(w->srv, "POST", "/rec/{kid}", rec_cb, t) < 0)
+                return vg_error_set(err, -EINVAL, "cannot add the routes");
+        w->ls = calloc(t->n_fds, sizeof(*w->ls));
+        if (!w->ls)
+                return vg_error_set(err, -ENOMEM, "out of memory");
+        /* Every loop waits on every socket; whichever wakes first accepts. */
+        for (size_t i = 0; i < t->n_fds; i++) {
+                w->ls[i] = evconnlistener_new(w->base, accept_cb, w, 0, -1, t->fds[i]);
+                if (!w->ls[i])
+                        return vg_error_set(err, -ENOMEM, "cannot listen on socket %d", t->fds[i]);
+                w->n_ls++;
+        }
+        if (!base) {
+                w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+                if (w->stop_fd < 0)
+                        return vg_error_set(err, -errno, "eventfd: %s", strerror(errno));
+                w->stop_ev = event_new(w->base, w->stop_fd, EV_READ, stop_cb, w);
+                if (!w->stop_ev || event_add(w->stop_ev, NULL) < 0)
+                        return vg_error_set(err, -ENOMEM, "out of memory");
+                r = pthread_create(&w->thread, NULL, worker_main, w);
+                if (r)
+                        return vg_error_set(err, -r, "cannot start a worker: %s", strerror(r));
+                w->started = true;
+        }
+        return 0;
+}
+
+static void worker_stop(struct worker *w)
+{
+        uint64_t one = 1;
+
+        if (w->started) {
+                if (write(w->stop_fd, &one, sizeof(one)) < 0)
+                        vg_warn(NULL, "cannot stop a worker: %s", strerror(errno));
+                pthread_join(w->thread, NULL);
+                w->started = false;
+        }
+}
+
+static void worker_free(struct worker *w)
+{
+        for (size_t i = 0; i < w->n_ls; i++)
+                evconnlistener_free(w->ls[i]);
+        free(w->ls);
+        if (w->srv)
+                vg_http_server_free(w->srv);
+        if (w->stop_ev)
+                event_free(w->stop_ev);
+        if (w->stop_fd >= 0)
+                close(w->stop_fd);
+        if (w->base && w->base != w->t->base)
+                event_base_free(w->base);
+}
+
 /* ---- reloads ----------------------------------------------------------------------------- */
 
 int vg_tangd_reload(struct vg_tangd *t, struct vg_error *err)
 {
-        struct vg_tang_keys *k = NULL;
+        struct keyref *n = calloc(1, sizeof(*n)), *old;
         int r;
 
-        r = vg_tang_keys_load(t->dir, &k, err);
-        if (r < 0)
+        if (!n)
+                return vg_error_set(err, -ENOMEM, "out of memory");
+        r = vg_tang_keys_load(t->dir, &n->k, err);
+        if (r < 0) {
+                free(n);
                 return r;
-        if (t->keys)
-                vg_tang_keys_free(t->keys);
-        t->keys = k;
+        }
+        atomic_init(&n->refs, 1);
+        pthread_mutex_lock(&t->keys_lock);
+        old = t->keys;
+        t->keys = n;
+        pthread_mutex_unlock(&t->keys_lock);
+        keys_put(old);
         return 0;
 }
 
@@ -386,20 +539,25 @@ int vg_tangd_new(struct event_base *base, const struct vg_config *cfg, struct vg
         _cleanup_(vg_tangd_freep) struct vg_tangd *t = calloc(1, sizeof(*t));
         const char *dir = vg_config_string(cfg, "jwkdir");
         char *const *listen = vg_config_strv(cfg, "listen");
+        int64_t nw = vg_config_integer(cfg, "workers");
+        struct timeval second = { .tv_sec = 1 };
         int r;
 
         if (!t)
                 return vg_error_set(err, -ENOMEM, "out of memory");
         t->base = base;
         t->inotify_fd = -1;
+        pthread_mutex_init(&t->keys_lock, NULL);
+        pthread_mutex_init(&t->rec_lock, NULL);
         if (!dir || !dir[0])
                 return vg_error_set(err, -EINVAL, "no key directory: set jwkdir or --jwkdir");
         t->dir = strdup(dir);
         t->reload_timer = evtimer_new(base, reload_cb, t);
-        t->flush_timer = evtimer_new(base, flush_cb, t);
-        if (!t->dir || !t->reload_timer || !t->flush_timer)
+        t->flush_timer = event_new(base, -1, EV_PERSIST, flush_cb, t);
+        if (!t->dir || !t->reload_timer || !t->flush_timer ||
+            event_add(t->flush_timer, &second) < 0)
                 return vg_error_set(err, -ENOMEM, "out of memory");
-        r = vg_tang_keys_load(t->dir, &t->keys, err);
+        r = vg_tangd_reload(t, err);
         if (r < 0)
                 return r;
         load_recoveries(t);
@@ -408,21 +566,37 @@ int vg_tangd_new(struct event_base *base, const struct vg_config *cfg, struct vg
         if (r < 0)
                 return r;
         if (r == 0) {
+                size_t n = 0;
+
                 if (!listen[0])
                         return vg_error_set(err, -EINVAL, "no listen address");
+                while (listen[n])
+                        n++;
+                t->fds = calloc(n, sizeof(*t->fds));
+                if (!t->fds)
+                        return vg_error_set(err, -ENOMEM, "out of memory");
                 for (size_t i = 0; listen[i]; i++) {
-                        char addr[INET6_ADDRSTRLEN + 1];
-                        unsigned port;
-
-                        r = vg_tangd_parse_listen(listen[i], addr, sizeof(addr), &port, err);
+                        r = listen_socket(listen[i], err);
                         if (r < 0)
                                 return r;
-                        r = new_server(t, addr, port, false, err);
-                        if (r < 0)
-                                return r;
+                        t->fds[t->n_fds++] = r;
                         vg_info(VG_F("listen", listen[i]), "listening");
                 }
         }
+        if (nw <= 0) {
+                long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+                nw = cpus > 0 ? cpus : 1;
+        }
+        t->workers = calloc((size_t)nw, sizeof(*t->workers));
+        if (!t->workers)
+                return vg_error_set(err, -ENOMEM, "out of memory");
+        for (int64_t i = 0; i < nw; i++) {
+                t->n_workers++;
+                r = worker_init(t, &t->workers[i], i == 0 ? base : NULL, err);
+                if (r < 0)
+                        return r;
+        }
+        vg_debug(NULL, "%zu workers", t->n_workers);
 
         t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (t->inotify_fd < 0 ||
@@ -444,14 +618,16 @@ void vg_tangd_free(struct vg_tangd *t)
 {
         if (!t)
                 return;
+        for (size_t i = 0; i < t->n_workers; i++)
+                worker_stop(&t->workers[i]);
+        for (size_t i = 0; i < t->n_workers; i++)
+                worker_free(&t->workers[i]);
+        free(t->workers);
+        for (size_t i = 0; i < t->n_fds; i++)
+                close(t->fds[i]);
+        free(t->fds);
         if (t->recoveries)
                 vg_tangd_flush(t);
-        for (size_t i = 0; i < t->n_activated; i++)
-                evconnlistener_free(t->activated[i]);
-        free(t->activated);
-        for (size_t i = 0; i < t->n_servers; i++)
-                vg_http_server_free(t->servers[i]);
-        free(t->servers);
         if (t->inotify_ev)
                 event_free(t->inotify_ev);
         if (t->inotify_fd >= 0)
@@ -461,8 +637,9 @@ void vg_tangd_free(struct vg_tangd *t)
         if (t->flush_timer)
                 event_free(t->flush_timer);
         json_decref(t->recoveries);
-        if (t->keys)
-                vg_tang_keys_free(t->keys);
+        keys_put(t->keys);
+        pthread_mutex_destroy(&t->keys_lock);
+        pthread_mutex_destroy(&t->rec_lock);
         free(t->dir);
         free(t);
 }
