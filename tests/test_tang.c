@@ -93,17 +93,21 @@ int main(void)
         setenv("URL", url, 1);
         setenv("TURL", turl, 1);
         {
-                char *listen = tap_strf("127.0.0.1:%d", port);
-                char *const argv[] = { (char *)vt, "-f",   "--jwkdir", db,
-                                       "--listen", listen, "--listen", tap_strf("[::1]:%d", port),
-                                       NULL };
+                char *listen = tap_strf("127.0.0.1:%d", port),
+                     *listen6 = tap_strf("[::1]:%d", port);
+                char *const argv[] = { (char *)vt, "-f",       "--jwkdir", db,  "--listen",
+                                       listen,     "--listen", listen6,    NULL };
                 vpid = spawn(argv);
+                free(listen);
+                free(listen6);
         }
         {
                 char *exec = tap_strf("EXEC:/usr/libexec/tangd %s", db);
                 char *lst = tap_strf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", tport);
                 char *const argv[] = { "socat", lst, exec, NULL };
                 tpid = spawn(argv);
+                free(exec);
+                free(lst);
         }
         ok(wait_http(port), "vigil-tang answers on %s", url);
         ok(wait_http(tport), "tangd under socat answers on %s", turl);
@@ -169,6 +173,7 @@ int main(void)
                 is_str(out, "fromtangd\n", "with the plaintext");
                 free(out);
                 stop(p2);
+                free(listen);
         }
         {
                 /* And back: a JWE made against vigil-tang decrypts against tangd. */
@@ -183,12 +188,15 @@ int main(void)
                 is_str(out, "plaintext\n", "with the plaintext");
                 free(out);
                 stop(tpid);
+                free(lst);
+                free(exec);
         }
         {
                 char *listen = tap_strf("127.0.0.1:%d", port);
                 char *const argv[] = { (char *)vt, "-f", "--jwkdir", db, "--listen", listen, NULL };
                 vpid = spawn(argv);
                 ok(wait_http(port), "vigil-tang restarted");
+                free(listen);
         }
 
         /* Bad requests: tangd's status codes. */
@@ -242,5 +250,9 @@ int main(void)
         free(out);
 
         stop(vpid);
+        free(url);
+        free(turl);
+        free(db);
+        free(dir);
         return tap_done();
 }
