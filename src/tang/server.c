@@ -1,4 +1,23 @@
-/* vigil-tang: the server. */
+/* vigil-tang: the server.
+ *
+ * Threads: N workers (option workers, default one per CPU), each with its own event loop and
+ * HTTP server. Worker 0 runs on the daemon's loop (which also owns the reload, inotify and flush
+ * events); the others each run a thread, stopped through an eventfd.
+ *
+ * Listening sockets:
+ *  - --listen / listen addresses (no socket activation): every worker opens its OWN socket per
+ *    address, with SO_REUSEPORT, and accepts only on it. The kernel spreads incoming
+ *    connections across these sockets by a hash of the connection's addresses, so a burst of
+ *    connections cannot all land on whichever loop woke first while the other cores idle.
+ *    Consequence of SO_REUSEPORT: another process of the same user that also sets it may bind
+ *    the same port and share the connections; a server without it (tangd under socat) on the
+ *    port makes our bind fail as before.
+ *  - systemd socket activation (LISTEN_FDS): there is one socket per address and it is not
+ *    ours to duplicate, so every worker's loop waits on every shared socket and whichever
+ *    wakes first accepts.
+ *
+ * Shared state across workers: the loaded keys (swapped on reload under keys_lock, each request
+ * holding a reference) and the recovery times (under rec_lock, written by a 1 s timer). */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -31,8 +50,8 @@ static const struct vg_config_option tangd_options[] = {
         { "listen", VG_CONFIG_STRING_LIST, "0.0.0.0:7500",
           "addresses to listen on: 127.0.0.1:7500, [::1]:7500 (port 7500 when omitted)", 0, 0 },
         { "workers", VG_CONFIG_INTEGER, "0",
-          "threads serving requests, each with its own event loop on the same listening "
-          "sockets (0: one per CPU)",
+          "threads serving requests, each with its own event loop and, unless socket-activated, "
+          "its own SO_REUSEPORT socket per listen address (0: one per CPU)",
           0, 256 },
         { "user", VG_CONFIG_STRING, NULL,
           "user to run as after binding when started as root (unset: _tang if it exists, "
@@ -60,6 +79,8 @@ struct worker {
         struct vg_http_server *srv;
         struct evconnlistener **ls;
         size_t n_ls;
+        int *own_fds; /* this worker's SO_REUSEPORT sockets (not socket-activated) */
+        size_t n_own_fds;
         int stop_fd; /* eventfd: other workers' loops are stopped through it */
         struct event *stop_ev;
         pthread_t thread;
@@ -71,7 +92,7 @@ struct vg_tangd {
         char *dir;
         pthread_mutex_t keys_lock;
         struct keyref *keys;
-        int *fds; /* listening sockets (ours, or systemd's) */
+        int *fds; /* systemd's listening sockets, shared by every worker (else none) */
         size_t n_fds;
         struct worker *workers;
         size_t n_workers;
@@ -284,6 +305,7 @@ static void rec_cb(struct vg_http_request *req, void *arg)
 
 /* ---- listening sockets and workers ------------------------------------------------------ */
 
+/* A listening socket on spec, with SO_REUSEPORT so that every worker can bind its own. */
 static int listen_socket(const char *spec, struct vg_error *err)
 {
         char addr[INET6_ADDRSTRLEN + 1];
@@ -316,6 +338,11 @@ static int listen_socket(const char *spec, struct vg_error *err)
         if (fd < 0)
                 return vg_error_set(err, -errno, "listen \"%s\": %s", spec, strerror(errno));
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+                r = -errno;
+                close(fd);
+                return vg_error_set(err, r, "listen \"%s\": SO_REUSEPORT: %s", spec, strerror(-r));
+        }
         if (ss.ss_family == AF_INET6)
                 setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
@@ -397,9 +424,32 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
-/* An HTTP server on w->base taking connections from every listening socket. */
+/* This worker's own socket on every listen address (none under socket activation). */
+static int worker_listen(struct worker *w, char *const *listen, bool log, struct vg_error *err)
+{
+        size_t n = 0;
+        int fd;
+
+        while (listen[n])
+                n++;
+        w->own_fds = calloc(n, sizeof(*w->own_fds));
+        if (!w->own_fds)
+                return vg_error_set(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                fd = listen_socket(listen[i], err);
+                if (fd < 0)
+                        return fd;
+                w->own_fds[w->n_own_fds++] = fd;
+                if (log)
+                        vg_info(VG_F("listen", listen[i]), "listening");
+        }
+        return 0;
+}
+
+/* An HTTP server on w->base (base, or a new loop on a new thread when NULL) taking connections
+ * from its own sockets on the listen addresses, or from systemd's shared ones. */
 static int worker_init(struct vg_tangd *t, struct worker *w, struct event_base *base,
-                       struct vg_error *err)
+                       char *const *listen, struct vg_error *err)
 {
         struct vg_http_server_config cfg = {
                 .no_listener = true,
@@ -421,14 +471,23 @@ static int worker_init(struct vg_tangd *t, struct worker *w, struct event_base *
             vg_http_server_route(w->srv, "GET", "/adv/{thp}", adv_cb, t) < 0 ||
             vg_http_server_route(w->srv, "POST", "/rec/{kid}", rec_cb, t) < 0)
                 return vg_error_set(err, -EINVAL, "cannot add the routes");
-        w->ls = calloc(t->n_fds, sizeof(*w->ls));
+        if (!t->n_fds) {
+                r = worker_listen(w, listen, base != NULL, err);
+                if (r < 0)
+                        return r;
+        }
+        /* Socket-activated: every loop waits on every shared socket; whichever wakes first
+         * accepts. Otherwise each loop has its own sockets and the kernel picks the loop. */
+        const int *fds = t->n_fds ? t->fds : w->own_fds;
+        size_t n_fds = t->n_fds ? t->n_fds : w->n_own_fds;
+
+        w->ls = calloc(n_fds, sizeof(*w->ls));
         if (!w->ls)
                 return vg_error_set(err, -ENOMEM, "out of memory");
-        /* Every loop waits on every socket; whichever wakes first accepts. */
-        for (size_t i = 0; i < t->n_fds; i++) {
-                w->ls[i] = evconnlistener_new(w->base, accept_cb, w, 0, -1, t->fds[i]);
+        for (size_t i = 0; i < n_fds; i++) {
+                w->ls[i] = evconnlistener_new(w->base, accept_cb, w, 0, -1, fds[i]);
                 if (!w->ls[i])
-                        return vg_error_set(err, -ENOMEM, "cannot listen on socket %d", t->fds[i]);
+                        return vg_error_set(err, -ENOMEM, "cannot listen on socket %d", fds[i]);
                 w->n_ls++;
         }
         if (!base) {
@@ -463,6 +522,9 @@ static void worker_free(struct worker *w)
         for (size_t i = 0; i < w->n_ls; i++)
                 evconnlistener_free(w->ls[i]);
         free(w->ls);
+        for (size_t i = 0; i < w->n_own_fds; i++)
+                close(w->own_fds[i]);
+        free(w->own_fds);
         if (w->srv)
                 vg_http_server_free(w->srv);
         if (w->stop_ev)
@@ -565,24 +627,8 @@ int vg_tangd_new(struct event_base *base, const struct vg_config *cfg, struct vg
         r = adopt_systemd_sockets(t, err);
         if (r < 0)
                 return r;
-        if (r == 0) {
-                size_t n = 0;
-
-                if (!listen[0])
-                        return vg_error_set(err, -EINVAL, "no listen address");
-                while (listen[n])
-                        n++;
-                t->fds = calloc(n, sizeof(*t->fds));
-                if (!t->fds)
-                        return vg_error_set(err, -ENOMEM, "out of memory");
-                for (size_t i = 0; listen[i]; i++) {
-                        r = listen_socket(listen[i], err);
-                        if (r < 0)
-                                return r;
-                        t->fds[t->n_fds++] = r;
-                        vg_info(VG_F("listen", listen[i]), "listening");
-                }
-        }
+        if (r == 0 && (!listen || !listen[0]))
+                return vg_error_set(err, -EINVAL, "no listen address");
         if (nw <= 0) {
                 long cpus = sysconf(_SC_NPROCESSORS_ONLN);
                 nw = cpus > 0 ? cpus : 1;
@@ -592,11 +638,13 @@ int vg_tangd_new(struct event_base *base, const struct vg_config *cfg, struct vg
                 return vg_error_set(err, -ENOMEM, "out of memory");
         for (int64_t i = 0; i < nw; i++) {
                 t->n_workers++;
-                r = worker_init(t, &t->workers[i], i == 0 ? base : NULL, err);
+                r = worker_init(t, &t->workers[i], i == 0 ? base : NULL, listen, err);
                 if (r < 0)
                         return r;
         }
-        vg_debug(NULL, "%zu workers", t->n_workers);
+        vg_debug(NULL, "%zu workers, %s", t->n_workers,
+                 t->n_fds ? "sharing systemd's sockets"
+                          : "one SO_REUSEPORT socket each per address");
 
         t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (t->inotify_fd < 0 ||
