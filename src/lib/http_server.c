@@ -442,6 +442,20 @@ int vg_http_reply_error(struct vg_http_request *req, int code, const char *fmt, 
         return vg_http_reply_keylime(req, code, msg, NULL);
 }
 
+int vg_http_refuse(struct vg_http_request *req, int code, const char *agent, const char *fmt, ...)
+{
+        char msg[700];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        vg_warn(VG_F("agent", agent, "peer", vg_http_request_peer(req)), "%s %s refused (%d): %s",
+                vg_http_request_method(req), vg_http_request_path(req), code, msg);
+        vg_http_reply_error(req, code, "%s", msg);
+        return 0;
+}
+
 /* ---- routing ----------------------------------------------------------------------------- */
 
 static void segments_free(struct segment *segs, size_t n)

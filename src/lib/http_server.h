@@ -118,3 +118,7 @@ int vg_http_reply_keylime(struct vg_http_request *req, int code, const char *sta
 /* The envelope with an empty results object and a formatted status message. */
 int vg_http_reply_error(struct vg_http_request *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Refuse a request: log a warning "METHOD PATH refused (code): msg" with the agent (may be
+ * NULL) and the peer, then answer it with vg_http_reply_error(). Returns 0. */
+int vg_http_refuse(struct vg_http_request *req, int code, const char *agent, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));

@@ -82,22 +82,6 @@ struct vg_registrar {
 
 /* ---- requests: path checks and refusals --------------------------------------------------- */
 
-/* Log a refusal once, with the agent and the peer, and answer it. */
-static int __attribute__((format(printf, 4, 5)))
-refuse(struct vg_http_request *req, int code, const char *agent, const char *fmt, ...)
-{
-        char msg[600];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        vg_warn(VG_F("agent", agent, "peer", vg_http_request_peer(req)), "%s %s refused (%d): %s",
-                vg_http_request_method(req), vg_http_request_path(req), code, msg);
-        vg_http_reply_error(req, code, "%s", msg);
-        return 0;
-}
-
 /* Quote untrusted text for a message: at most 40 printable characters. */
 static const char *printable(const char *s, char *buf, size_t len)
 {
@@ -149,10 +133,11 @@ static bool check_version(struct vg_http_request *req)
 
         if (version_supported(v))
                 return true;
-        refuse(req, 400, NULL,
-               "API version %s is not supported by this registrar (supported: 2.1, 2.2, 2.3, "
-               "2.4, 2.5)",
-               v ? printable(v, buf, sizeof(buf)) : "(none)");
+        vg_http_refuse(
+            req, 400, NULL,
+            "API version %s is not supported by this registrar (supported: 2.1, 2.2, 2.3, "
+            "2.4, 2.5)",
+            v ? printable(v, buf, sizeof(buf)) : "(none)");
         return false;
 }
 
@@ -162,10 +147,10 @@ static bool check_agent_id(struct vg_http_request *req, const char *id)
 
         if (id && agent_id_valid(id))
                 return true;
-        refuse(req, 400, NULL,
-               "agent id '%s' is not a UUID (expected 8-4-4-4-12 hex digits, or the 64 hex "
-               "digits of a hash_ek id)",
-               id ? printable(id, buf, sizeof(buf)) : "");
+        vg_http_refuse(req, 400, NULL,
+                       "agent id '%s' is not a UUID (expected 8-4-4-4-12 hex digits, or the 64 hex "
+                       "digits of a hash_ek id)",
+                       id ? printable(id, buf, sizeof(buf)) : "");
         return false;
 }
 
@@ -184,12 +169,12 @@ static json_t *request_json(struct vg_http_request *req, const char *agent)
         json_t *j = vg_http_request_json(req, &err);
 
         if (!j) {
-                refuse(req, 400, agent, "malformed JSON body: %s", vg_error_str(&err));
+                vg_http_refuse(req, 400, agent, "malformed JSON body: %s", vg_error_str(&err));
                 return NULL;
         }
         if (!json_is_object(j)) {
                 json_decref(j);
-                refuse(req, 400, agent, "malformed JSON body: expected an object");
+                vg_http_refuse(req, 400, agent, "malformed JSON body: expected an object");
                 return NULL;
         }
         return j;
@@ -363,22 +348,23 @@ static int registration_handle(struct vg_http_request *req, struct vg_registrar 
             field_string(body, "mtls_cert", false, &g.mtls_cert, &err) < 0 ||
             field_string(body, "ip", false, &g.ip, &err) < 0 ||
             parse_port(body, &g.port, &err) < 0 || parse_mtls_cert(g.mtls_cert, &err) < 0)
-                return refuse(req, 400, agent, "%s", vg_error_str(&err));
+                return vg_http_refuse(req, 400, agent, "%s", vg_error_str(&err));
         if (g.ip && strlen(g.ip) > 255)
-                return refuse(req, 400, agent, "field 'ip': longer than 255 characters");
+                return vg_http_refuse(req, 400, agent, "field 'ip': longer than 255 characters");
 
         if (vg_tpm_public_parse_b64(ek_text, &ek, &err) < 0)
-                return refuse(req, 400, agent, "field 'ek_tpm': %s", vg_error_str(&err));
+                return vg_http_refuse(req, 400, agent, "field 'ek_tpm': %s", vg_error_str(&err));
         if (vg_tpm_public_check_ek(ek, &err) < 0)
-                return refuse(req, 400, agent, "field 'ek_tpm': not an endorsement key: %s",
-                              vg_error_str(&err));
+                return vg_http_refuse(req, 400, agent, "field 'ek_tpm': not an endorsement key: %s",
+                                      vg_error_str(&err));
         if (vg_tpm_public_parse_b64(ak_text, &ak, &err) < 0)
-                return refuse(req, 400, agent, "field 'aik_tpm': %s", vg_error_str(&err));
+                return vg_http_refuse(req, 400, agent, "field 'aik_tpm': %s", vg_error_str(&err));
         if (vg_tpm_public_check_ak(ak, &err) < 0)
-                return refuse(req, 400, agent, "field 'aik_tpm': not a restricted signing key: %s",
-                              vg_error_str(&err));
+                return vg_http_refuse(req, 400, agent,
+                                      "field 'aik_tpm': not a restricted signing key: %s",
+                                      vg_error_str(&err));
         if (ekcert_text && vg_ek_cert_decode(ekcert_text, &cert, &err) < 0)
-                return refuse(req, 400, agent, "field 'ekcert': %s", vg_error_str(&err));
+                return vg_http_refuse(req, 400, agent, "field 'ekcert': %s", vg_error_str(&err));
 
         /* The EK certificate, checked here rather than left to the tenant. */
         if (cert.leaf)
@@ -388,13 +374,13 @@ static int registration_handle(struct vg_http_request *req, struct vg_registrar 
         g.ek_verified = r == 0;
         if (r < 0 && r != -EKEYREJECTED) {
                 vg_ek_cert_clear(&cert);
-                return refuse(req, 500, agent, "EK certificate check failed: %s",
-                              vg_error_str(&err));
+                return vg_http_refuse(req, 500, agent, "EK certificate check failed: %s",
+                                      vg_error_str(&err));
         }
         if (r < 0 && reg->require_ek_cert) {
                 vg_ek_cert_clear(&cert);
-                return refuse(req, 403, agent, "EK certificate for agent %s: %s", agent,
-                              vg_error_str(&err));
+                return vg_http_refuse(req, 403, agent, "EK certificate for agent %s: %s", agent,
+                                      vg_error_str(&err));
         }
         if (r < 0)
                 vg_warn(VG_F("agent", agent, "peer", peer),
@@ -407,7 +393,7 @@ static int registration_handle(struct vg_http_request *req, struct vg_registrar 
                 g.ekcert_b64 = vg_b64_encode(cert.der, cert.der_len, VG_B64_STD);
         vg_ek_cert_clear(&cert);
         if (!g.ek_b64 || !g.aik_b64 || (cert.der_len && !g.ekcert_b64))
-                return refuse(req, 500, agent, "out of memory");
+                return vg_http_refuse(req, 500, agent, "out of memory");
 
         /* Keylime §3: a random challenge, MakeCredential'd to the AK's Name under the EK; the
          * agent proves it holds both by returning HMAC(base64(challenge), agent id). */
@@ -419,17 +405,17 @@ static int registration_handle(struct vg_http_request *req, struct vg_registrar 
                                        VG_CHALLENGE_LEN, &cred, &err);
         OPENSSL_cleanse(challenge, sizeof(challenge));
         if (r < 0)
-                return refuse(req, 400, agent,
-                              "field 'ek_tpm': cannot make a credential for "
-                              "this EK: %s",
-                              vg_error_str(&err));
+                return vg_http_refuse(req, 400, agent,
+                                      "field 'ek_tpm': cannot make a credential for "
+                                      "this EK: %s",
+                                      vg_error_str(&err));
         _cleanup_free_ uint8_t *blob = NULL;
         size_t blob_len = 0;
         if (vg_credential_blob(&cred, &blob, &blob_len) < 0)
-                return refuse(req, 500, agent, "out of memory");
+                return vg_http_refuse(req, 500, agent, "out of memory");
         _cleanup_free_ char *blob_b64 = vg_b64_encode(blob, blob_len, VG_B64_STD);
         if (!blob_b64)
-                return refuse(req, 500, agent, "out of memory");
+                return vg_http_refuse(req, 500, agent, "out of memory");
 
         r = vg_store_transact(reg->db, registration_txn, &g, &err);
         if (r < 0) {
@@ -438,11 +424,11 @@ static int registration_handle(struct vg_http_request *req, struct vg_registrar 
                 return vg_http_reply_error(req, 500, "storing the registration failed");
         }
         if (g.identity_changed)
-                return refuse(req, 403, agent,
-                              "agent %s is already registered with a different %s; "
-                              "the TPM identity of an agent cannot change (delete the "
-                              "agent first)",
-                              agent, g.changed);
+                return vg_http_refuse(req, 403, agent,
+                                      "agent %s is already registered with a different %s; "
+                                      "the TPM identity of an agent cannot change (delete the "
+                                      "agent first)",
+                                      agent, g.changed);
 
         vg_info(VG_F("agent", agent, "peer", peer), "registered (regcount %lld, EK certificate %s)",
                 (long long)g.regcount,
@@ -472,7 +458,7 @@ static int register_body(struct vg_http_request *req, void *userdata)
         if (!body)
                 return 0;
         if (field_string(body, "agent_id", true, &agent, &err) < 0)
-                return refuse(req, 400, NULL, "%s", vg_error_str(&err));
+                return vg_http_refuse(req, 400, NULL, "%s", vg_error_str(&err));
         if (!check_agent_id(req, agent))
                 return 0;
         return registration_handle(req, userdata, agent, body);
@@ -550,7 +536,7 @@ static int activate(struct vg_http_request *req, struct vg_registrar *reg)
                 return 0;
         struct activation a = { .agent_id = agent };
         if (field_string(body, "auth_tag", true, &a.auth_tag, &err) < 0)
-                return refuse(req, 400, agent, "%s", vg_error_str(&err));
+                return vg_http_refuse(req, 400, agent, "%s", vg_error_str(&err));
 
         int r = vg_store_transact(reg->db, activation_txn, &a, &err);
         if (r < 0) {
@@ -559,17 +545,19 @@ static int activate(struct vg_http_request *req, struct vg_registrar *reg)
                 return vg_http_reply_error(req, 500, "storing the activation failed");
         }
         if (!a.found)
-                return refuse(req, 404, agent, "agent %s is not registered", agent);
+                return vg_http_refuse(req, 404, agent, "agent %s is not registered", agent);
         if (!a.matched && a.was_active)
-                return refuse(req, 400, agent,
-                              "auth_tag for agent %s does not match the challenge (%s); the "
-                              "agent stays active",
-                              agent, a.why);
+                return vg_http_refuse(
+                    req, 400, agent,
+                    "auth_tag for agent %s does not match the challenge (%s); the "
+                    "agent stays active",
+                    agent, a.why);
         if (!a.matched)
-                return refuse(req, 400, agent,
-                              "auth_tag for agent %s does not match the challenge (%s); the "
-                              "registration was deleted",
-                              agent, a.why);
+                return vg_http_refuse(
+                    req, 400, agent,
+                    "auth_tag for agent %s does not match the challenge (%s); the "
+                    "registration was deleted",
+                    agent, a.why);
         vg_info(VG_F("agent", agent, "peer", peer), "activated");
         return vg_http_reply_keylime(req, 200, "Success", NULL);
 }

@@ -404,21 +404,6 @@ fail:
 /* ---- helpers ----------------------------------------------------------------------------------
  */
 
-static int __attribute__((format(printf, 4, 5)))
-refuse(struct vg_http_request *req, int code, const char *agent, const char *fmt, ...)
-{
-        char msg[700];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        vg_warn(VG_F("agent", agent, "peer", vg_http_request_peer(req)), "%s %s refused (%d): %s",
-                vg_http_request_method(req), vg_http_request_path(req), code, msg);
-        vg_http_reply_error(req, code, "%s", msg);
-        return 0;
-}
-
 static bool check_version(struct vg_http_request *req)
 {
         const char *v = vg_http_request_param(req, "version");
@@ -426,9 +411,9 @@ static bool check_version(struct vg_http_request *req)
         for (size_t i = 0; i < VG_ARRAY_SIZE(api_versions); i++)
                 if (v && strcmp(v, api_versions[i]) == 0)
                         return true;
-        refuse(req, 400, NULL,
-               "API version not supported: v%.10s (supported: 2.1, 2.2, 2.3, 2.4, 2.5)",
-               v ? v : "");
+        vg_http_refuse(req, 400, NULL,
+                       "API version not supported: v%.10s (supported: 2.1, 2.2, 2.3, 2.4, 2.5)",
+                       v ? v : "");
         return false;
 }
 
@@ -439,7 +424,7 @@ static bool check_admin(struct vg_http_request *req)
 {
         if (vg_http_request_peer_cert(req))
                 return true;
-        refuse(req, 401, NULL, "a client certificate is required for this action (mTLS)");
+        vg_http_refuse(req, 401, NULL, "a client certificate is required for this action (mTLS)");
         return false;
 }
 
@@ -451,7 +436,7 @@ static const char *agent_param(struct vg_http_request *req)
                 return NULL;
         id = vg_http_request_param(req, "agent_id");
         if (!vg_cv_agent_id_valid(id)) {
-                refuse(req, 400, NULL, "agent_id not valid");
+                vg_http_refuse(req, 400, NULL, "agent_id not valid");
                 return NULL;
         }
         return id;
@@ -876,19 +861,20 @@ static void on_agent_add(struct vg_http_request *req, void *userdata)
                 return;
         const char *body = body_text(req, &len);
         if (vg_cv_parse_add_request(body, len, &rq, &err) < 0) {
-                refuse(req, 400, id, "%s", vg_error_str(&err));
+                vg_http_refuse(req, 400, id, "%s", vg_error_str(&err));
                 return;
         }
         if (v->o.enable_agent_mtls && !rq.mtls_cert) {
-                refuse(req, 400, id, "mTLS certificate for agent is required!");
+                vg_http_refuse(req, 400, id, "mTLS certificate for agent is required!");
                 goto out;
         }
         if (agent_exists(v, id, &err, &r) || r < 0) {
                 if (r < 0)
                         vg_http_reply_error(req, 500, "Internal Server Error");
                 else
-                        refuse(req, 409, id,
-                               "Agent of uuid %s already exists. Please use delete or update.", id);
+                        vg_http_refuse(
+                            req, 409, id,
+                            "Agent of uuid %s already exists. Please use delete or update.", id);
                 goto out;
         }
         const char *name = rq.runtime_policy_name;
@@ -898,21 +884,23 @@ static void on_agent_add(struct vg_http_request *req, void *userdata)
                 _cleanup_free_ char *existing = NULL;
                 r = vg_cv_db_policy_get(v, name, &existing, NULL, &err);
                 if (r == 0) {
-                        refuse(req, 409, id,
-                               "IMA policy with name %s already exists. Please use a different "
-                               "name or delete the allowlist from the verifier.",
-                               name);
+                        vg_http_refuse(
+                            req, 409, id,
+                            "IMA policy with name %s already exists. Please use a different "
+                            "name or delete the allowlist from the verifier.",
+                            name);
                         goto out;
                 }
                 if ((code = validate_policy(v, rq.runtime_policy, rq.runtime_policy_sig,
                                             rq.runtime_policy_key, &err)) != 0) {
-                        refuse(req, code, id, "%s", vg_error_str(&err));
+                        vg_http_refuse(req, code, id, "%s", vg_error_str(&err));
                         goto out;
                 }
         } else if (name) {
                 r = vg_cv_db_policy_get(v, name, NULL, NULL, &err);
                 if (r == -ENOENT) {
-                        refuse(req, 404, id, "Could not find IMA policy with name %s!", name);
+                        vg_http_refuse(req, 404, id, "Could not find IMA policy with name %s!",
+                                       name);
                         goto out;
                 }
         }
@@ -972,7 +960,7 @@ static void on_agent_add(struct vg_http_request *req, void *userdata)
                         }
                 }
                 vg_cv_agent_free(a);
-                refuse(req, r == -EEXIST ? 409 : 400, id, "%s", vg_error_str(&err));
+                vg_http_refuse(req, r == -EEXIST ? 409 : 400, id, "%s", vg_error_str(&err));
                 goto out;
         }
         if (vg_cv_link(v, a) < 0) {
@@ -1041,7 +1029,7 @@ static void on_agent_reactivate(struct vg_http_request *req, void *userdata)
         vg_cv_agent_stop(a);
         /* The policy may have been replaced (PUT /allowlists): derive everything afresh. */
         if (vg_cv_agent_prepare(v, a, &err) < 0) {
-                refuse(req, 400, id, "%s", vg_error_str(&err));
+                vg_http_refuse(req, 400, id, "%s", vg_error_str(&err));
                 return;
         }
         vg_cv_agent_reset_failure(a);
@@ -1087,9 +1075,9 @@ static const char *policy_param(struct vg_http_request *req)
                 return NULL;
         name = vg_http_request_param(req, "name");
         if (!vg_cv_agent_id_valid(name)) {
-                refuse(req, 400, NULL,
-                       "Invalid URL: policy name with letters, digits, '-', '_' "
-                       "and '.' expected");
+                vg_http_refuse(req, 400, NULL,
+                               "Invalid URL: policy name with letters, digits, '-', '_' "
+                               "and '.' expected");
                 return NULL;
         }
         return name;
@@ -1154,22 +1142,22 @@ static void policy_write(struct vg_http_request *req, struct vg_verifier *v, boo
                 return;
         const char *body = body_text(req, &len);
         if (vg_cv_parse_allowlist_request(body, len, &rq, &err) < 0) {
-                refuse(req, 400, NULL, "%s", vg_error_str(&err));
+                vg_http_refuse(req, 400, NULL, "%s", vg_error_str(&err));
                 return;
         }
         if ((code = validate_policy(v, rq.runtime_policy, rq.runtime_policy_sig,
                                     rq.runtime_policy_key, &err)) != 0) {
-                refuse(req, code, NULL, "%s", vg_error_str(&err));
+                vg_http_refuse(req, code, NULL, "%s", vg_error_str(&err));
                 goto out;
         }
         r = store_policy(v, name, rq.runtime_policy, rq.tpm_policy, rq.runtime_policy_sig,
                          rq.runtime_policy_key, update, &err);
         if (r == -EEXIST) {
-                refuse(req, 409, NULL, "Runtime policy with name %s already exists", name);
+                vg_http_refuse(req, 409, NULL, "Runtime policy with name %s already exists", name);
         } else if (r == -ENOENT) {
-                refuse(req, 404, NULL,
-                       "Runtime policy with name %s does not already exist, use POST to create",
-                       name);
+                vg_http_refuse(
+                    req, 404, NULL,
+                    "Runtime policy with name %s does not already exist, use POST to create", name);
         } else if (r < 0) {
                 vg_err(VG_F("policy", name), "storing failed: %s", vg_error_str(&err));
                 vg_http_reply_error(req, 500, "Internal Server Error");
@@ -1215,9 +1203,9 @@ static void on_policy_delete(struct vg_http_request *req, void *userdata)
                 r = vg_stmt_step(st, &err);
         }
         if (r > 0) {
-                refuse(req, 409, vg_stmt_column_text(st, 0, NULL),
-                       "Can't delete allowlist as it's currently in use by agent %s",
-                       vg_stmt_column_text(st, 0, NULL));
+                vg_http_refuse(req, 409, vg_stmt_column_text(st, 0, NULL),
+                               "Can't delete allowlist as it's currently in use by agent %s",
+                               vg_stmt_column_text(st, 0, NULL));
                 return;
         }
         vg_stmt_free(TAKE_PTR(st));
