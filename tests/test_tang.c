@@ -14,43 +14,10 @@
 
 static char *dir, *db;
 
-static pid_t spawn(char *const argv[])
-{
-        pid_t pid = fork();
-
-        if (pid == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGTERM);
-                execvp(argv[0], argv);
-                _exit(127);
-        }
-        return pid;
-}
-
-static void stop(pid_t pid)
-{
-        if (pid > 0) {
-                kill(pid, SIGTERM);
-                waitpid(pid, NULL, 0);
-        }
-}
-
 /* Run a shell snippet with W (work dir), DB and the ports in the environment. */
 static int sh(char **out, const char *script)
 {
         return tap_runl(out, "/bin/sh", "-c", script, NULL);
-}
-
-static bool wait_http(int port)
-{
-        for (int i = 0; i < 100; i++) {
-                char *cmd = tap_strf("curl -sf -o /dev/null http://127.0.0.1:%d/adv", port);
-                int r = sh(NULL, cmd);
-                free(cmd);
-                if (r == 0)
-                        return true;
-                usleep(50 * 1000);
-        }
-        return false;
 }
 
 static char *curl_code(const char *args)
@@ -97,7 +64,7 @@ int main(void)
                      *listen6 = tap_strf("[::1]:%d", port);
                 char *const argv[] = { (char *)vt, "-f",       "--jwkdir", db,  "--listen",
                                        listen,     "--listen", listen6,    NULL };
-                vpid = spawn(argv);
+                vpid = tap_spawn(argv);
                 free(listen);
                 free(listen6);
         }
@@ -105,12 +72,12 @@ int main(void)
                 char *exec = tap_strf("EXEC:/usr/libexec/tangd %s", db);
                 char *lst = tap_strf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", tport);
                 char *const argv[] = { "socat", lst, exec, NULL };
-                tpid = spawn(argv);
+                tpid = tap_spawn(argv);
                 free(exec);
                 free(lst);
         }
-        ok(wait_http(port), "vigil-tang answers on %s", url);
-        ok(wait_http(tport), "tangd under socat answers on %s", turl);
+        ok(tap_wait_http(port, "/adv"), "vigil-tang answers on %s", url);
+        ok(tap_wait_http(tport, "/adv"), "tangd under socat answers on %s", turl);
 
         /* clevis round trip. */
         is_int(sh(&out, "echo plaintext | clevis encrypt tang \"{\\\"url\\\":\\\"$URL\\\"}\" -y "
@@ -162,17 +129,17 @@ int main(void)
         free(out);
         /* Point the JWE's url at vigil-tang: the url is in the protected header, so instead
          * decrypt it while tangd is stopped and vigil-tang took its port. */
-        stop(tpid);
+        tap_stop(&tpid);
         {
                 char *listen = tap_strf("127.0.0.1:%d", tport);
                 char *const argv[] = { (char *)vt, "-f", "--jwkdir", db, "--listen", listen, NULL };
-                pid_t p2 = spawn(argv);
-                ok(wait_http(tport), "vigil-tang on tangd's port");
+                pid_t p2 = tap_spawn(argv);
+                ok(tap_wait_http(tport, "/adv"), "vigil-tang on tangd's port");
                 is_int(sh(&out, "clevis decrypt < \"$W/ct3.jwe\""), 0,
                        "a JWE made against tangd decrypts against vigil-tang");
                 is_str(out, "fromtangd\n", "with the plaintext");
                 free(out);
-                stop(p2);
+                tap_stop(&p2);
                 free(listen);
         }
         {
@@ -180,22 +147,22 @@ int main(void)
                 char *lst = tap_strf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", port);
                 char *exec = tap_strf("EXEC:/usr/libexec/tangd %s", db);
                 char *const argv[] = { "socat", lst, exec, NULL };
-                stop(vpid);
-                tpid = spawn(argv);
-                ok(wait_http(port), "tangd on vigil-tang's port");
+                tap_stop(&vpid);
+                tpid = tap_spawn(argv);
+                ok(tap_wait_http(port, "/adv"), "tangd on vigil-tang's port");
                 is_int(sh(&out, "clevis decrypt < \"$W/ct1.jwe\""), 0,
                        "a JWE made against vigil-tang decrypts against tangd");
                 is_str(out, "plaintext\n", "with the plaintext");
                 free(out);
-                stop(tpid);
+                tap_stop(&tpid);
                 free(lst);
                 free(exec);
         }
         {
                 char *listen = tap_strf("127.0.0.1:%d", port);
                 char *const argv[] = { (char *)vt, "-f", "--jwkdir", db, "--listen", listen, NULL };
-                vpid = spawn(argv);
-                ok(wait_http(port), "vigil-tang restarted");
+                vpid = tap_spawn(argv);
+                ok(tap_wait_http(port, "/adv"), "vigil-tang restarted");
                 free(listen);
         }
 
@@ -249,7 +216,7 @@ int main(void)
                "old ciphertext still decrypts through the hidden key");
         free(out);
 
-        stop(vpid);
+        tap_stop(&vpid);
         free(url);
         free(turl);
         free(db);

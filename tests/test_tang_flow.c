@@ -15,44 +15,10 @@
 
 #include "tap.h"
 
-static pid_t spawn(char *const argv[])
-{
-        pid_t pid = fork();
-
-        if (pid == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGTERM);
-                execvp(argv[0], argv);
-                _exit(127);
-        }
-        return pid;
-}
-
-static void stop(pid_t *pid)
-{
-        if (*pid > 0) {
-                kill(*pid, SIGTERM);
-                waitpid(*pid, NULL, 0);
-                *pid = -1;
-        }
-}
-
 /* Run a shell snippet with W, DB, TDB, URL, TURL and VIGIL_CLI in the environment. */
 static int sh(char **out, const char *script)
 {
         return tap_runl(out, "/bin/sh", "-c", script, NULL);
-}
-
-static bool wait_http(int port)
-{
-        for (int i = 0; i < 100; i++) {
-                char *cmd = tap_strf("curl -sf -o /dev/null http://127.0.0.1:%d/adv", port);
-                int r = sh(NULL, cmd);
-                free(cmd);
-                if (r == 0)
-                        return true;
-                usleep(50 * 1000);
-        }
-        return false;
 }
 
 /* The thumbprint on the line "<thp> <role>..." of keygen/rotate/show-keys output, or NULL. */
@@ -72,7 +38,7 @@ static pid_t start_vigil(const char *vt, const char *db, int port)
 {
         char *listen = tap_strf("127.0.0.1:%d", port);
         char *const argv[] = { (char *)vt, "-f", "--jwkdir", (char *)db, "--listen", listen, NULL };
-        pid_t pid = spawn(argv);
+        pid_t pid = tap_spawn(argv);
 
         free(listen);
         return pid;
@@ -83,7 +49,7 @@ static pid_t start_tangd(const char *db, int port)
         char *exec = tap_strf("EXEC:/usr/libexec/tangd %s", db);
         char *lst = tap_strf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", port);
         char *const argv[] = { "socat", lst, exec, NULL };
-        pid_t pid = spawn(argv);
+        pid_t pid = tap_spawn(argv);
 
         free(exec);
         free(lst);
@@ -149,7 +115,7 @@ int main(void)
         setenv("E_OLD", e_old, 1);
 
         vpid = start_vigil(vt, db, port);
-        ok(wait_http(port), "vigil-tang answers on %s", url);
+        ok(tap_wait_http(port, "/adv"), "vigil-tang answers on %s", url);
         is_int(sh(&out, "echo plaintext | clevis encrypt tang \"{\\\"url\\\":\\\"$URL\\\"}\" -y "
                         "> \"$W/old.jwe\" && clevis decrypt < \"$W/old.jwe\""),
                0, "clevis encrypt with the old key, and decrypt");
@@ -302,7 +268,7 @@ int main(void)
                         "ls \"$TDB\"/*.jwk | wc -l | grep -qx 2"),
                0, "tangd-keygen made tangd's keys");
         tpid = start_tangd(tdb, tport);
-        ok(wait_http(tport), "tangd under socat answers on %s", turl);
+        ok(tap_wait_http(tport, "/adv"), "tangd under socat answers on %s", turl);
         is_int(sh(&out, "echo one | clevis encrypt sss "
                         "\"{\\\"t\\\":1,\\\"pins\\\":{\\\"tang\\\":[{\\\"url\\\":\\\"$URL\\\"},"
                         "{\\\"url\\\":\\\"$TURL\\\"}]}}\" -y > \"$W/t1.jwe\" && "
@@ -312,7 +278,7 @@ int main(void)
                0, "clevis encrypt sss t=1 and t=2 over vigil-tang and tangd");
         free(out);
 
-        stop(&tpid);
+        tap_stop(&tpid);
         ok(wait_down(tport), "tangd stopped");
         is_int(sh(&out, "clevis decrypt < \"$W/t1.jwe\" 2>/dev/null"), 0,
                "t=1 decrypts with tangd down");
@@ -322,8 +288,8 @@ int main(void)
         free(out);
 
         tpid = start_tangd(tdb, tport);
-        ok(wait_http(tport), "tangd restarted");
-        stop(&vpid);
+        ok(tap_wait_http(tport, "/adv"), "tangd restarted");
+        tap_stop(&vpid);
         ok(wait_down(port), "vigil-tang stopped");
         is_int(sh(&out, "clevis decrypt < \"$W/t1.jwe\" 2>/dev/null"), 0,
                "t=1 decrypts with vigil-tang down");
@@ -333,13 +299,13 @@ int main(void)
         free(out);
 
         vpid = start_vigil(vt, db, port);
-        ok(wait_http(port), "vigil-tang restarted");
+        ok(tap_wait_http(port, "/adv"), "vigil-tang restarted");
         is_int(sh(&out, "clevis decrypt < \"$W/t2.jwe\""), 0, "t=2 decrypts with both up");
         is_str(out, "two\n", "with the plaintext");
         free(out);
 
-        stop(&vpid);
-        stop(&tpid);
+        tap_stop(&vpid);
+        tap_stop(&tpid);
         free(s_old);
         free(e_old);
         free(s_new);

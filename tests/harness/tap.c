@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -396,4 +398,41 @@ int tap_free_port(void)
                 port = ntohs(sa.sin_port);
         close(fd);
         return port;
+}
+
+pid_t tap_spawn(char *const argv[])
+{
+        pid_t pid = fork();
+
+        if (pid < 0)
+                tap_bail("fork: %s", strerror(errno));
+        if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        return pid;
+}
+
+void tap_stop(pid_t *pid)
+{
+        if (*pid > 0) {
+                kill(*pid, SIGTERM);
+                waitpid(*pid, NULL, 0);
+                *pid = -1;
+        }
+}
+
+bool tap_wait_http(int port, const char *path)
+{
+        for (int i = 0; i < 100; i++) {
+                char *url = tap_strf("http://127.0.0.1:%d%s", port, path);
+                int r = tap_runl(NULL, "curl", "-sf", "-o", "/dev/null", url, (char *)NULL);
+
+                free(url);
+                if (r == 0)
+                        return true;
+                usleep(50 * 1000);
+        }
+        return false;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -60,3 +61,9 @@ int tap_file_mode(const char *path);
 void tap_copy_file(const char *from, const char *to);
 /* A free TCP port on 127.0.0.1 (bound and released; good enough for tests). */
 int tap_free_port(void);
+/* Start argv (searched in PATH) as a child that gets SIGTERM when the test dies; its pid. */
+pid_t tap_spawn(char *const argv[]);
+/* SIGTERM a child from tap_spawn() and reap it; *pid becomes -1. No-op when *pid <= 0. */
+void tap_stop(pid_t *pid);
+/* Whether http://127.0.0.1:PORT/PATH answers 2xx (curl) within 5 s. */
+bool tap_wait_http(int port, const char *path);
