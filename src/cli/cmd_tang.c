@@ -81,10 +81,16 @@ static int show_dir(const char *dir, bool hidden)
         _cleanup_(vg_tang_keys_freep) struct vg_tang_keys *k = NULL;
         const struct vg_tang_key_info *info;
         struct vg_error err = { 0 };
-        size_t n;
+        const char *const *skipped;
+        size_t n, n_skipped;
 
         if (vg_tang_keys_load(dir, &k, &err) < 0)
                 return fail(&err);
+        /* The server leaves these out too; say so, and fail so that scripts notice. */
+        skipped = vg_tang_keys_skipped(k, &n_skipped);
+        for (size_t i = 0; i < n_skipped; i++)
+                fprintf(stderr, "vigil tang: %s: not a usable key, left out: %s\n", dir,
+                        skipped[i]);
         n = vg_tang_keys_list(k, &info);
         for (size_t i = 0; i < n; i++)
                 if (!info[i].hidden)
@@ -94,7 +100,7 @@ static int show_dir(const char *dir, bool hidden)
                 if (info[i].hidden)
                         printf("%s %s hidden\n", info[i].thp,
                                info[i].signing ? "signing" : "exchange");
-        return 0;
+        return n_skipped ? 1 : 0;
 }
 
 /* As tang-show-keys: fetch /adv, take the JWK set of its payload. Unlike it, check that the

@@ -1075,10 +1075,9 @@ static int conn_start(struct vg_http_server *srv, struct bufferevent *bev, const
         return 0;
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                      void *arg)
+void vg_http_server_accept(struct vg_http_server *srv, evutil_socket_t fd,
+                           const struct sockaddr *sa)
 {
-        struct vg_http_server *srv = arg;
         struct bufferevent *bev;
         char peer[PEER_LEN];
         int one = 1;
@@ -1114,6 +1113,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         if (conn_start(srv, bev, peer, srv->tls != NULL) < 0)
                 vg_err(VG_F("server", srv->name, "peer", peer),
                        "refused connection: out of memory");
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+        vg_http_server_accept(arg, fd, sa);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)

@@ -51,6 +51,12 @@ int vg_http_server_port(const struct vg_http_server *srv);
 size_t vg_http_server_connections(const struct vg_http_server *srv);
 uint64_t vg_http_server_accepted(const struct vg_http_server *srv);
 
+/* Serve a socket the caller accepted (its own listeners, e.g. one per thread): TCP_NODELAY,
+ * TLS when the server has a context, the peer address in logs. The server owns fd from now on,
+ * and closes it when refusing it. */
+void vg_http_server_accept(struct vg_http_server *srv, evutil_socket_t fd,
+                           const struct sockaddr *sa);
+
 /* Serve a connection the caller made (a bufferevent pair, for tests and fuzzing: the same code
  * path as accepted sockets, without a socket). The server owns bev from now on. */
 int vg_http_server_adopt(struct vg_http_server *srv, struct bufferevent *bev, const char *peer);

@@ -61,6 +61,8 @@ struct vg_tang_keys {
         char *adv;
         size_t adv_len;
         const char **thp_adv, **thp_hidden;
+        char **skipped; /* "<file>: <why>" for each key file left out */
+        size_t n_skipped;
 };
 
 static void key_clear(struct tang_key *k)
@@ -85,6 +87,9 @@ void vg_tang_keys_free(struct vg_tang_keys *k)
         free(k->adv);
         free(k->thp_adv);
         free(k->thp_hidden);
+        for (size_t i = 0; i < k->n_skipped; i++)
+                free(k->skipped[i]);
+        free(k->skipped);
         free(k);
 }
 
@@ -333,6 +338,7 @@ int vg_tang_keys_load(const char *dir, struct vg_tang_keys **out, struct vg_erro
         if (!k || !payload || !sig ||
             (nnames && (!(k->keys = calloc(nnames, sizeof(*k->keys))) ||
                         !(k->info = calloc(nnames, sizeof(*k->info))) ||
+                        !(k->skipped = calloc(nnames, sizeof(*k->skipped))) ||
                         !(k->map = calloc(nnames * N_HASHES, sizeof(*k->map)))))) {
                 r = vg_error_set(err, -ENOMEM, "out of memory");
                 goto out;
@@ -340,21 +346,27 @@ int vg_tang_keys_load(const char *dir, struct vg_tang_keys **out, struct vg_erro
         for (size_t i = 0; i < nnames; i++) {
                 struct tang_key *key = &k->keys[k->n];
 
-                r = load_jwk_file(dirfd(d), names[i], &key->jwk, &key->signing, NULL, err);
-                if (r < 0) {
-                        vg_error_prefix(err, "key directory %s: ", dir);
+                struct vg_error why = { 0 };
+
+                /* As tangd: a file that is not a usable key is left out, not fatal. */
+                r = load_jwk_file(dirfd(d), names[i], &key->jwk, &key->signing, NULL, &why);
+                if (r == 0 && !key->signing && (r = vg_tang_exc_new(key->jwk, &key->exc, &why)) < 0)
+                        vg_error_prefix(&why, "%s: ", names[i]);
+                if (r == -ENOMEM) {
+                        vg_error_set(err, r, "out of memory");
                         goto out;
+                }
+                if (r < 0) {
+                        json_decref(TAKE_PTR(key->jwk));
+                        if (!(k->skipped[k->n_skipped++] = strdup(vg_error_str(&why)))) {
+                                r = vg_error_set(err, -ENOMEM, "out of memory");
+                                goto out;
+                        }
+                        continue;
                 }
                 key->file = TAKE_PTR(names[i]);
                 key->hidden = key->file[0] == '.';
                 k->n++;
-                if (!key->signing) {
-                        r = vg_tang_exc_new(key->jwk, &key->exc, err);
-                        if (r < 0) {
-                                vg_error_prefix(err, "key directory %s: %s: ", dir, key->file);
-                                goto out;
-                        }
-                }
                 for (size_t h = 0; h < N_HASHES; h++) {
                         r = vg_tang_thumbprint(key->jwk, hashes[h], &key->thp[h], err);
                         if (r < 0)
@@ -422,6 +434,12 @@ out:
         free_names(names, nnames);
         closedir(d);
         return r;
+}
+
+const char *const *vg_tang_keys_skipped(const struct vg_tang_keys *k, size_t *n)
+{
+        *n = k->n_skipped;
+        return (const char *const *)k->skipped;
 }
 
 static const struct tang_key *find_key(const struct vg_tang_keys *k, const char *thp)

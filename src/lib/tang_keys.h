@@ -16,9 +16,10 @@
 struct vg_tang_keys;
 
 /*
- * Read every *.jwk (advertised) and .*.jwk (hidden) file of dir; refuse (naming the file)
- * anything that is not a private EC JWK usable for signing (alg ES256/384/512) or exchange
- * (alg ECMR). Precompute: the JWK set of the advertised public keys, the default
+ * Read every *.jwk (advertised) and .*.jwk (hidden) file of dir. As tangd does, a file that is
+ * not a private EC JWK usable for signing (alg ES256/384/512) or exchange (alg ECMR) is left
+ * out, not fatal: vg_tang_keys_skipped() says which and why, for the caller to log; only an
+ * unreadable directory or no memory fails the load. Precompute: the JWK set of the advertised public keys, the default
  * advertisement (a JWS over it signed by every advertised signing key), and for each
  * thumbprint of any signing key (advertised or hidden, every hash S1, S224, S256, S384, S512)
  * the advertisement signed additionally by that key. A directory without keys loads (empty
@@ -26,6 +27,8 @@ struct vg_tang_keys;
  */
 int vg_tang_keys_load(const char *dir, struct vg_tang_keys **out, struct vg_error *err);
 void vg_tang_keys_free(struct vg_tang_keys *k);
+/* The key files the load left out, each as "<file>: <what is wrong>"; *n of them. */
+const char *const *vg_tang_keys_skipped(const struct vg_tang_keys *k, size_t *n);
 VG_DEFINE_CLEANUP_FUNC(struct vg_tang_keys, vg_tang_keys_free)
 
 /* GET /adv: the default advertisement (the JWS as tangd sends it: jansson's default dump;

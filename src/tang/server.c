@@ -22,7 +22,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -36,6 +35,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +43,7 @@
 #include "log.h"
 #include "rec.h"
 #include "tang_keys.h"
+#include "tls.h"
 
 static const struct vg_config_option tangd_options[] = {
         { "jwkdir", VG_CONFIG_PATH, "/var/db/tang",
@@ -57,6 +58,16 @@ static const struct vg_config_option tangd_options[] = {
           "user to run as after binding when started as root (unset: _tang if it exists, "
           "else nobody)",
           0, 0 },
+        { "watch", VG_CONFIG_BOOLEAN, "true",
+          "reload the keys when the key directory changes (inotify); SIGHUP always reloads", 0, 0 },
+        { "server_cert", VG_CONFIG_PATH, NULL,
+          "serve HTTPS with this certificate (PEM, then its chain); unset: plain HTTP as tangd", 0,
+          0 },
+        { "server_key", VG_CONFIG_PATH, NULL, "private key of server_cert (PEM)", 0, 0 },
+        { "server_key_password", VG_CONFIG_STRING, NULL, "password of an encrypted server_key", 0,
+          0 },
+        { "trusted_client_ca", VG_CONFIG_PATH, NULL,
+          "with server_cert: require client certificates issued by these CAs (mTLS)", 0, 0 },
         {},
 };
 
@@ -103,6 +114,7 @@ struct vg_tangd {
         json_t *recoveries;
         bool dirty;
         struct event *flush_timer;
+        SSL_CTX *tls; /* HTTPS: shared by every worker's server; NULL: plain HTTP */
 };
 
 static struct keyref *keys_get(struct vg_tangd *t)
@@ -357,28 +369,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       void *arg)
 {
         struct worker *w = arg;
-        struct bufferevent *bev;
-        char host[INET6_ADDRSTRLEN] = "?", peer[INET6_ADDRSTRLEN + 16];
-        int one = 1;
 
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (sa->sa_family == AF_INET) {
-                const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-                inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-                snprintf(peer, sizeof(peer), "%s:%u", host, ntohs(in->sin_port));
-        } else if (sa->sa_family == AF_INET6) {
-                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-                snprintf(peer, sizeof(peer), "[%s]:%u", host, ntohs(in6->sin6_port));
-        } else {
-                snprintf(peer, sizeof(peer), "?");
-        }
-        bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-        if (!bev) {
-                close(fd);
-                return;
-        }
-        vg_http_server_adopt(w->srv, bev, peer);
+        vg_http_server_accept(w->srv, fd, sa);
 }
 
 /* LISTEN_FDS/LISTEN_PID as sd_listen_fds(3) reads them; the number of sockets adopted. */
@@ -396,6 +388,17 @@ static int adopt_systemd_sockets(struct vg_tangd *t, struct vg_error *err)
         if (!t->fds)
                 return vg_error_set(err, -ENOMEM, "out of memory");
         for (int fd = 3; fd < 3 + n; fd++) {
+                int listening = 0, type = 0;
+                socklen_t len = sizeof(int);
+
+                if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ||
+                    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &(socklen_t){ sizeof(int) }) < 0 ||
+                    !listening || type != SOCK_STREAM)
+                        return vg_error_set(err, -EINVAL,
+                                            "LISTEN_FDS: file descriptor %d is not a listening "
+                                            "stream socket (the socket unit needs "
+                                            "ListenStream= and Accept=no)",
+                                            fd);
                 fcntl(fd, F_SETFD, FD_CLOEXEC);
                 evutil_make_socket_nonblocking(fd);
                 t->fds[t->n_fds++] = fd;
@@ -403,6 +406,8 @@ static int adopt_systemd_sockets(struct vg_tangd *t, struct vg_error *err)
         unsetenv("LISTEN_PID");
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_FDNAMES");
+        vg_info(NULL,
+                "socket-activated: serving the %ld socket(s) systemd passed; listen is ignored", n);
         return (int)n;
 }
 
@@ -441,7 +446,8 @@ static int worker_listen(struct worker *w, char *const *listen, bool log, struct
                         return fd;
                 w->own_fds[w->n_own_fds++] = fd;
                 if (log)
-                        vg_info(VG_F("listen", listen[i]), "listening");
+                        vg_info(VG_F("listen", listen[i]),
+                                w->t->tls ? "listening (HTTPS)" : "listening");
         }
         return 0;
 }
@@ -456,6 +462,7 @@ static int worker_init(struct vg_tangd *t, struct worker *w, struct event_base *
                 .name = "tang",
                 .max_start_line = 4096 + 64,
                 .max_body_bytes = VG_TANGD_MAX_BODY,
+                .tls = t->tls,
         };
         int r;
 
@@ -542,6 +549,9 @@ int vg_tangd_reload(struct vg_tangd *t, struct vg_error *err)
         struct keyref *n = calloc(1, sizeof(*n)), *old;
         int r;
 
+        const char *const *skipped;
+        size_t n_skipped;
+
         if (!n)
                 return vg_error_set(err, -ENOMEM, "out of memory");
         r = vg_tang_keys_load(t->dir, &n->k, err);
@@ -549,6 +559,9 @@ int vg_tangd_reload(struct vg_tangd *t, struct vg_error *err)
                 free(n);
                 return r;
         }
+        skipped = vg_tang_keys_skipped(n->k, &n_skipped);
+        for (size_t i = 0; i < n_skipped; i++)
+                vg_warn(VG_F("jwkdir", t->dir), "key file left out: %s", skipped[i]);
         atomic_init(&n->refs, 1);
         pthread_mutex_lock(&t->keys_lock);
         old = t->keys;
@@ -595,6 +608,76 @@ static void inotify_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- life cycle -------------------------------------------------------------------------- */
 
+static bool has_advertised_pair(const struct vg_tang_keys *k)
+{
+        const struct vg_tang_key_info *info;
+        size_t n = vg_tang_keys_list(k, &info);
+        bool sig = false, exc = false;
+
+        for (size_t i = 0; i < n; i++)
+                if (!info[i].hidden)
+                        *(info[i].signing ? &sig : &exc) = true;
+        return sig && exc;
+}
+
+/* As tangd: a directory without an advertised signing and exchange key gets a new pair, owned
+ * like the directory (root starting us for a _tang directory must not leave root's files). */
+static int generate_keys(struct vg_tangd *t, struct vg_error *err)
+{
+        _cleanup_free_ char *s = NULL, *e = NULL;
+        struct stat st;
+        int r;
+
+        r = vg_tang_keygen(t->dir, &s, &e, err);
+        if (r < 0) {
+                vg_error_prefix(err, "no advertised keys, and generating them failed: ");
+                return r;
+        }
+        if (geteuid() == 0 && stat(t->dir, &st) == 0 && st.st_uid != 0) {
+                const char *thp[] = { s, e };
+                for (size_t i = 0; i < 2; i++) {
+                        _cleanup_free_ char *path = NULL;
+                        if (asprintf(&path, "%s/%s.jwk", t->dir, thp[i]) < 0)
+                                return vg_error_set(err, -ENOMEM, "out of memory");
+                        if (chown(path, st.st_uid, st.st_gid) < 0)
+                                return vg_error_set(err, -errno, "%s: chown: %s", path,
+                                                    strerror(errno));
+                }
+        }
+        vg_notice(VG_F("jwkdir", t->dir, "signing", s, "exchange", e),
+                  "no advertised keys: generated a new pair");
+        return vg_tangd_reload(t, err);
+}
+
+/* Optional HTTPS (and mTLS with trusted_client_ca): one context for every worker. */
+static int tls_init(struct vg_tangd *t, const struct vg_config *cfg, struct vg_error *err)
+{
+        struct vg_tls_server_config tc = {
+                .cert_file = vg_config_string(cfg, "server_cert"),
+                .key_file = vg_config_string(cfg, "server_key"),
+                .key_password = vg_config_string(cfg, "server_key_password"),
+                .client_ca_file = vg_config_string(cfg, "trusted_client_ca"),
+        };
+
+        if (tc.cert_file && !tc.cert_file[0])
+                tc.cert_file = NULL;
+        if (tc.key_file && !tc.key_file[0])
+                tc.key_file = NULL;
+        if (tc.client_ca_file && !tc.client_ca_file[0])
+                tc.client_ca_file = NULL;
+        if (!tc.cert_file && !tc.key_file) {
+                if (tc.client_ca_file)
+                        return vg_error_set(err, -EINVAL,
+                                            "trusted_client_ca needs server_cert and server_key");
+                return 0;
+        }
+        if (!tc.cert_file || !tc.key_file)
+                return vg_error_set(err, -EINVAL, "HTTPS needs both server_cert and server_key");
+        tc.client_auth = tc.client_ca_file ? VG_TLS_CLIENT_AUTH_REQUIRED : VG_TLS_CLIENT_AUTH_NONE;
+        t->tls = vg_tls_server_ctx_new(&tc, err);
+        return t->tls ? 0 : -EINVAL;
+}
+
 int vg_tangd_new(struct event_base *base, const struct vg_config *cfg, struct vg_tangd **out,
                  struct vg_error *err)
 {
@@ -620,9 +703,14 @@ int vg_tangd_new(struct event_base *base, const struct vg_config *cfg, struct vg
             event_add(t->flush_timer, &second) < 0)
                 return vg_error_set(err, -ENOMEM, "out of memory");
         r = vg_tangd_reload(t, err);
+        if (r == 0 && !has_advertised_pair(t->keys->k))
+                r = generate_keys(t, err);
         if (r < 0)
                 return r;
         load_recoveries(t);
+        r = tls_init(t, cfg, err);
+        if (r < 0)
+                return r;
 
         r = adopt_systemd_sockets(t, err);
         if (r < 0)
@@ -646,6 +734,12 @@ int vg_tangd_new(struct event_base *base, const struct vg_config *cfg, struct vg
                  t->n_fds ? "sharing systemd's sockets"
                           : "one SO_REUSEPORT socket each per address");
 
+        if (!vg_config_boolean(cfg, "watch")) {
+                vg_info(VG_F("jwkdir", t->dir),
+                        "not watching the key directory: reload with SIGHUP");
+                *out = TAKE_PTR(t);
+                return 0;
+        }
         t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (t->inotify_fd < 0 ||
             inotify_add_watch(t->inotify_fd, t->dir,
@@ -686,6 +780,7 @@ void vg_tangd_free(struct vg_tangd *t)
                 event_free(t->flush_timer);
         json_decref(t->recoveries);
         keys_put(t->keys);
+        SSL_CTX_free(t->tls);
         pthread_mutex_destroy(&t->keys_lock);
         pthread_mutex_destroy(&t->rec_lock);
         free(t->dir);

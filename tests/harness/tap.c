@@ -28,8 +28,27 @@ void tap_plan(int n)
         fflush(stdout);
 }
 
+static char **kept;
+static size_t n_kept;
+
+char *tap_keep(char *p)
+{
+        char **n = realloc(kept, (n_kept + 1) * sizeof(*kept));
+
+        if (!n)
+                tap_bail("out of memory");
+        kept = n;
+        kept[n_kept++] = p;
+        return p;
+}
+
 int tap_done(void)
 {
+        for (size_t i = 0; i < n_kept; i++)
+                free(kept[i]);
+        free(kept);
+        kept = NULL;
+        n_kept = 0;
         if (tap_planned < 0)
                 printf("1..%d\n", tap_count);
         else if (tap_planned != tap_count)
@@ -400,7 +419,7 @@ int tap_free_port(void)
         return port;
 }
 
-pid_t tap_spawn(char *const argv[])
+pid_t tap_spawn_log(char *const argv[], const char *log_path)
 {
         pid_t pid = fork();
 
@@ -408,10 +427,35 @@ pid_t tap_spawn(char *const argv[])
                 tap_bail("fork: %s", strerror(errno));
         if (pid == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (log_path) {
+                        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+                                _exit(127);
+                }
                 execvp(argv[0], argv);
                 _exit(127);
         }
         return pid;
+}
+
+pid_t tap_spawn(char *const argv[])
+{
+        return tap_spawn_log(argv, NULL);
+}
+
+bool tap_wait_file_contains(const char *path, const char *needle, int ms)
+{
+        for (int waited = 0;; waited += 20) {
+                char *text = tap_read_file(path, NULL);
+                bool found = text && strstr(text, needle);
+
+                free(text);
+                if (found)
+                        return true;
+                if (waited >= ms)
+                        return false;
+                usleep(20 * 1000);
+        }
 }
 
 void tap_stop(pid_t *pid)

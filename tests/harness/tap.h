@@ -11,6 +11,8 @@
 void tap_plan(int n);
 /* Print "1..N" for the checks run so far and return the exit status for main(). */
 int tap_done(void);
+/* Keep p (a string made inline for one check) until tap_done() frees it; returns p. */
+char *tap_keep(char *p);
 
 bool tap_ok(bool cond, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -63,6 +65,10 @@ void tap_copy_file(const char *from, const char *to);
 int tap_free_port(void);
 /* Start argv (searched in PATH) as a child that gets SIGTERM when the test dies; its pid. */
 pid_t tap_spawn(char *const argv[]);
+/* The same with stdout and stderr appended to log_path (created if need be). */
+pid_t tap_spawn_log(char *const argv[], const char *log_path);
+/* Whether the file at path comes to contain needle within ms milliseconds. */
+bool tap_wait_file_contains(const char *path, const char *needle, int ms);
 /* SIGTERM a child from tap_spawn() and reap it; *pid becomes -1. No-op when *pid <= 0. */
 void tap_stop(pid_t *pid);
 /* Whether http://127.0.0.1:PORT/PATH answers 2xx (curl) within 5 s. */
