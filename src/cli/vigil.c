@@ -16,6 +16,8 @@ static const struct {
         { "policy", cmd_policy, "create, sign, verify and convert runtime policies" },
         { "verify", cmd_verify, "verify evidence offline (IMA measurement lists)" },
         { "tang", cmd_tang, "manage Tang key directories: keygen, rotate, show-keys, backup, purge" },
+        { "pin", cmd_pin, "Clevis-compatible encryption: encrypt/decrypt with tang, sss, tpm2 pins" },
+        { "luks", cmd_luks, "Clevis-compatible LUKS2 bindings: bind, unbind, list, pass, edit, regen" },
 };
 
 static void usage(FILE *out)

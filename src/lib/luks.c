@@ -1,0 +1,2 @@
+/* vigil: LUKS2 Clevis bindings (placeholder: being written). */
+#include "luks.h"

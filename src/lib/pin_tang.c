@@ -1,0 +1,2 @@
+/* vigil: the tang pin (placeholder: being written). */
+#include "pin_private.h"
