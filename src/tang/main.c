@@ -75,6 +75,10 @@ static int drop_privileges(const struct vg_config *cfg)
                 vg_err(NULL, "cannot drop privileges: no user \"%s\"", user ? user : "_tang");
                 return -ENOENT;
         }
+        if (pw->pw_uid == 0) {
+                vg_warn(VG_F("user", pw->pw_name), "keeping root privileges");
+                return 0;
+        }
         if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
                 vg_err(NULL, "cannot become user \"%s\": %s", pw->pw_name, strerror(errno));
                 return -errno;
@@ -103,7 +107,7 @@ int main(int argc, char **argv)
                 .schema = &vg_tangd_schema,
         };
         _cleanup_(vg_daemon_freep) struct vg_daemon *d = NULL;
-        _cleanup_free_ char *listen = NULL;
+        _cleanup_free_ char *listen = NULL, *abs_dir = NULL;
         const char *jwkdir = NULL;
         struct vg_error err = { 0 };
         struct event *hup;
@@ -115,6 +119,15 @@ int main(int argc, char **argv)
         r = vg_daemon_init(&info, argc, argv, &d);
         if (!d)
                 return r;
+        /* tangd takes a relative directory; the configuration wants absolute paths. */
+        if (jwkdir && jwkdir[0] != '/') {
+                _cleanup_free_ char *cwd = get_current_dir_name();
+                if (!cwd || asprintf(&abs_dir, "%s/%s", cwd, jwkdir) < 0) {
+                        vg_err(NULL, "--jwkdir %s: cannot resolve the current directory", jwkdir);
+                        return 1;
+                }
+                jwkdir = abs_dir;
+        }
         if ((jwkdir && vg_config_set(vg_daemon_config_mut(d), "jwkdir", jwkdir, &err) < 0) ||
             (listen && vg_config_set(vg_daemon_config_mut(d), "listen", listen, &err) < 0)) {
                 vg_err(NULL, "%s", vg_error_str(&err));
