@@ -98,6 +98,8 @@ static const char *member(const json_t *obj, const char *name, size_t *len, bool
         const json_t *v = json_object_get(obj, name);
 
         *len = 0;
+        if (*r < 0) /* keep the first error */
+                return "";
         if (!v) {
                 if (required)
                         *r = vg_error_set(err, -EINVAL, "JWE: no \"%s\" member", name);
