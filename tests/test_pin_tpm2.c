@@ -72,6 +72,7 @@ static int vigil_encrypt(const char *cfg_text, char **jwe, struct vg_error *err)
 
         if (!cfg)
                 tap_bail("bad test config %s", cfg_text);
+        *err = (struct vg_error){ 0 };
         r = vg_pin_tpm2_encrypt(cfg, secret, strlen(secret), NULL, jwe, err);
         json_decref(cfg);
         return r;
@@ -87,6 +88,7 @@ static int vigil_decrypt_opts(const char *jwe, const struct vg_pin_opts *opts, c
         int r;
 
         *pt = NULL;
+        *err = (struct vg_error){ 0 };
         r = vg_jwe_parse(jwe, strlen(jwe), &j, err);
         if (r < 0)
                 return r;
@@ -296,6 +298,58 @@ static void bench(void)
         }
 }
 
+/* sh -c script with $VIGIL (the vigil CLI) and $D (the test directory); stdout+stderr in
+ * *out. */
+static int sh(char **out, const char *script)
+{
+        return tap_runl(out, "sh", "-c", script, NULL);
+}
+
+/* vigil pin encrypt/decrypt, alone and as a share of sss, against clevis. */
+static void cli(void)
+{
+        char *out = NULL;
+
+        tap_write_file(tap_keep(tap_strf("%s/pt", dir)), secret);
+        is_int(sh(&out, "$VIGIL pin encrypt tpm2 '{\"pcr_ids\":\"7\"}' < $D/pt > $D/v.jwe && "
+                        "clevis decrypt < $D/v.jwe"),
+               0, "vigil pin encrypt tpm2 | clevis decrypt");
+        is_str(out, secret, "  plaintext");
+        free(out);
+        is_int(sh(&out, "clevis encrypt tpm2 '{\"pcr_bank\":\"sha256\",\"pcr_ids\":\"7\"}' "
+                        "< $D/pt > $D/c.jwe 2>/dev/null && tpm2_flushcontext -l && $VIGIL pin "
+                        "decrypt < $D/c.jwe"),
+               0, "clevis encrypt tpm2 | vigil pin decrypt");
+        is_str(out, secret, "  plaintext");
+        free(out);
+        is_int(sh(&out, "$VIGIL pin encrypt sss '{\"t\":1,\"pins\":{\"tpm2\":[{},"
+                        "{\"pcr_ids\":\"7\"}]}}' < $D/pt > $D/vs.jwe && clevis decrypt < $D/vs.jwe "
+                        "2>/dev/null"),
+               0, "vigil pin encrypt sss over two tpm2 pins | clevis decrypt");
+        is_str(out, secret, "  plaintext");
+        free(out);
+        is_int(sh(&out, "clevis encrypt sss '{\"t\":2,\"pins\":{\"tpm2\":[{},{\"pcr_bank\":"
+                        "\"sha1\",\"pcr_ids\":\"7\"}]}}' < $D/pt > $D/cs.jwe 2>/dev/null && "
+                        "tpm2_flushcontext -l && $VIGIL pin decrypt < $D/cs.jwe"),
+               0, "clevis encrypt sss t=2 over two tpm2 pins | vigil pin decrypt");
+        is_str(out, secret, "  plaintext");
+        free(out);
+        extend(7, "cli");
+        is_int(sh(&out, "$VIGIL pin decrypt < $D/v.jwe"), 1,
+               "vigil pin decrypt after PCR 7 changed: exit 1");
+        is_str(out,
+               "vigil pin: tpm2: the PCR policy does not match: PCR 7 (sha256) changed since "
+               "the key was sealed\n",
+               "  the message names PCR 7");
+        free(out);
+        is_int(sh(&out, "$VIGIL pin decrypt < $D/cs.jwe >/dev/null 2>&1"), 1,
+               "the sss t=2 JWE no longer opens with vigil");
+        free(out);
+        is_int(sh(&out, "$VIGIL pin decrypt < $D/vs.jwe"), 0,
+               "the sss t=1 JWE still opens through its PCR-less share");
+        free(out);
+}
+
 static void bad_configs(void)
 {
         static const struct {
@@ -491,6 +545,12 @@ int main(void)
         }
 
         bad_configs();
+        setenv("D", dir, 1);
+        if (getenv("VIGIL_CLI"))
+                setenv("VIGIL", getenv("VIGIL_CLI"), 1);
+        else
+                setenv("VIGIL", "vigil", 1);
+        cli();
         bench();
 
         /* Clearing the owner hierarchy (new seed) orphans every sealed key. */
