@@ -478,5 +478,6 @@ int main(void)
                 free(exc[i]);
         }
         free(uh);
+        free(dir);
         return tap_done();
 }
