@@ -94,15 +94,15 @@ static int parse_cfg(const char *text, json_t **cfg)
         return 0;
 }
 
-/* Ask a yes/no question on the terminal (clevis's [ynYN]); false without a terminal. */
-static bool confirm(const char *question)
+/* Ask a yes/no question on the terminal (clevis's [ynYN]): 1 yes, 0 no, -1 no terminal. */
+static int confirm(const char *question)
 {
         FILE *tty = fopen("/dev/tty", "r+");
         char line[16] = "";
         bool yes;
 
         if (!tty)
-                return false;
+                return -1;
         fprintf(tty, "%s [ynYN] ", question);
         fflush(tty);
         yes = fgets(line, sizeof(line), tty) && (line[0] == 'y' || line[0] == 'Y') &&
@@ -335,8 +335,12 @@ static int luks_unbind(int argc, char **argv)
                 fprintf(stderr, "The unbind operation will wipe a slot. This operation is "
                                 "unrecoverable.\n");
                 snprintf(q, sizeof(q), "Do you wish to erase LUKS slot %d on %s?", a.slot, a.dev);
-                if (!confirm(q))
-                        return 0;
+                r = confirm(q);
+                if (r < 0)
+                        fprintf(stderr, "vigil luks: unbind: no terminal to confirm on; "
+                                        "-f unbinds without asking\n");
+                if (r <= 0)
+                        return r < 0 ? 1 : 0;
         }
         return vg_luks_unbind(luks, a.slot, &err) < 0 ? fail(&err) : 0;
 }
@@ -462,8 +466,17 @@ static int luks_edit(int argc, char **argv, bool regen)
                 printf("Regenerating binding (device %s, slot %d):\nPin: %s, Config: '%s'\n", a.dev,
                        a.slot, pin, text ? text : "");
                 fflush(stdout);
-                if (!a.quiet && !confirm("Do you want to proceed?"))
-                        goto done;
+                if (!a.quiet) {
+                        int yes = confirm("Do you want to proceed?");
+
+                        if (yes < 0) {
+                                fprintf(stderr, "vigil luks: regen: no terminal to confirm on; "
+                                                "-q regenerates without asking\n");
+                                r = -1;
+                        }
+                        if (yes <= 0)
+                                goto done;
+                }
         } else {
                 if (json_equal(cur, cfg) && !a.force) {
                         fprintf(stderr,

@@ -14,8 +14,8 @@
 
 /* The type of a Clevis LUKS2 token. */
 #define VG_LUKS_TOKEN_TYPE "clevis"
-/* The passphrase of a binding: base64url of this many random bytes (54 characters), as
- * `jose jwk gen -i '{"kty":"oct","bytes":40}'` makes it for clevis. */
+/* The passphrase of a binding: base64url of this many random bytes (54 characters), the "k"
+ * of `jose jwk gen -i '{"kty":"oct","bytes":40}'` (clevis 19 uses pwmake instead). */
 #define VG_LUKS_KEY_BYTES 40
 /* Keyslots made for bindings use PBKDF2-SHA256 with this many iterations, as clevis's do: the
  * passphrase is a random 320-bit key, so stretching it adds nothing but unlock time. */
