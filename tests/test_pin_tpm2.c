@@ -407,6 +407,37 @@ int main(void)
         cross("{\"key\":\"rsa\",\"pcr_bank\":\"sha256\",\"pcr_ids\":\"0, 7\"}");
         cross("{\"hash\":\"sha1\"}");
 
+        /* hash sha384 with PCRs: the policy session must use the object's nameAlg (clevis 19's
+         * tpm2_unseal uses a sha256 session and cannot open these, clevis PR #573). */
+        {
+                char *v = NULL,
+                     *c = clevis_encrypt(
+                         "{\"hash\":\"sha384\",\"pcr_bank\":\"sha256\",\"pcr_ids\":\"7\"}", NULL);
+
+                r = vigil_encrypt("{\"hash\":\"sha384\",\"pcr_ids\":\"7\"}", &v, &err);
+                is_int(r, 0, "vigil encrypt hash sha384 with PCR 7 (%s)", err.msg);
+                r = v ? vigil_decrypt(v, &pt, &err) : -1;
+                is_int(r, 0, "  and vigil decrypts it (%s)", err.msg);
+                free(pt);
+                ok(c != NULL, "clevis encrypt hash sha384 with PCR 7");
+                r = c ? vigil_decrypt(c, &pt, &err) : -1;
+                is_int(r, 0, "  vigil decrypts it (%s)", err.msg);
+                is_str(pt, secret, "  plaintext");
+                free(pt);
+                free(v);
+                free(c);
+        }
+        /* An empty pcr_ids means no policy, as in clevis. */
+        {
+                char *v = NULL;
+
+                r = vigil_encrypt("{\"pcr_ids\":\"\"}", &v, &err);
+                is_str(r == 0 ? tpm2_params_text(v) : err.msg,
+                       "{\"hash\":\"sha256\",\"key\":\"ecc\"}",
+                       "pcr_ids \"\" seals without a policy, as clevis does");
+                free(v);
+        }
+
         /* The configuration clevis luks list shows. */
         r = vigil_encrypt("{\"pcr_ids\":\"7\"}", &jwe_pcr7, &err);
         is_int(r, 0, "vigil encrypt pcr_ids 7 (%s)", err.msg);
