@@ -445,6 +445,50 @@ int main(void)
                 free(out);
         }
 
+        /* ---- https: the CA from CURL_CA_BUNDLE / SSL_CERT_FILE, else the system store ---- */
+        {
+                int sport = tap_free_port();
+                pid_t spid;
+
+                if (sh(&out, "cd \"$W\" && openssl req -x509 -newkey ec -pkeyopt "
+                             "ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -subj "
+                             "/CN=test-ca -days 2 && openssl req -newkey ec -pkeyopt "
+                             "ec_paramgen_curve:P-256 -nodes -keyout srv.key -out srv.csr -subj "
+                             "/CN=tang && printf 'subjectAltName=IP:127.0.0.1\\n' > srv.ext && "
+                             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key "
+                             "-CAcreateserial -out srv.pem -days 2 -extfile srv.ext 2>&1") != 0)
+                        tap_bail("openssl: %s", out);
+                free(out);
+                setenv("VIGIL_TANG_SERVER_CERT", tap_keep(tap_strf("%s/srv.pem", dir)), 1);
+                setenv("VIGIL_TANG_SERVER_KEY", tap_keep(tap_strf("%s/srv.key", dir)), 1);
+                spid = start_vigil(vt, db[1], sport);
+                unsetenv("VIGIL_TANG_SERVER_CERT");
+                unsetenv("VIGIL_TANG_SERVER_KEY");
+                setenv("US", tap_keep(tap_strf("https://127.0.0.1:%d", sport)), 1);
+                ok(sh(NULL, "for i in $(seq 100); do curl -sf --cacert \"$W/ca.pem\" "
+                            "\"$US/adv\" >/dev/null && exit 0; sleep 0.05; done; exit 1") == 0,
+                   "vigil-tang over https is up");
+                is_int(sh(&out, "printf tls | CURL_CA_BUNDLE=\"$W/ca.pem\" \"$VIGIL_CLI\" pin "
+                                "encrypt tang \"{\\\"url\\\":\\\"$US\\\"}\" -y > \"$W/s.jwe\" && "
+                                "CURL_CA_BUNDLE=\"$W/ca.pem\" clevis decrypt < \"$W/s.jwe\""),
+                       0, "https: vigil pin encrypt (CA in CURL_CA_BUNDLE), clevis decrypt");
+                is_str(out, "tls", "... the plaintext");
+                free(out);
+                is_int(sh(&out, "unset CURL_CA_BUNDLE; SSL_CERT_FILE=\"$W/ca.pem\" \"$VIGIL_CLI\" "
+                                "pin decrypt "
+                                "< \"$W/s.jwe\""),
+                       0, "https: vigil pin decrypt with the CA in SSL_CERT_FILE");
+                is_str(out, "tls", "... the plaintext");
+                free(out);
+                is_int(sh(&out, "unset CURL_CA_BUNDLE SSL_CERT_FILE; \"$VIGIL_CLI\" pin decrypt "
+                                "--attempts 1 < \"$W/s.jwe\""),
+                       1, "https: a server the system store does not trust is refused");
+                contains(out, "certificate verify failed", "... certificate verify failed");
+                contains(out, getenv("US"), "... with the URL");
+                free(out);
+                tap_stop(&spid);
+        }
+
         /* ---- a stopped server: connection refused ---- */
         tap_stop(&pid[0]);
         sh(NULL, "for i in 1 2 3 4 5 6 7 8 9 10; do curl -s -o /dev/null \"$U0/adv\" || break; "
