@@ -506,6 +506,16 @@ int main(void)
            now_s() - t0);
         free(out);
 
+        is_int(sh(&out, "printf x | \"$VIGIL_CLI\" pin encrypt tang \"{\\\"url\\\":\\\"$U0\\\"}\" "
+                        "-y --attempts 1"),
+               1, "encrypt against the stopped server: failure");
+        contains(out,
+                 tap_keep(tap_strf("%s/adv/: unable to fetch the advertisement: connection "
+                                   "refused",
+                                   url[0])),
+                 "... \"unable to fetch the advertisement: connection refused\" with the URL");
+        free(out);
+
         is_int(sh(&out, "\"$VIGIL_CLI\" pin --help"), 0, "vigil pin --help");
         contains(out, "vigil pin encrypt PIN CONFIG [-y]", "... shows the usage");
         free(out);

@@ -201,6 +201,8 @@ static int fetch_adv(const char *url, const char *thp, const struct vg_pin_opts 
         struct vg_error e = { 0 };
         struct vg_pin_run run = { .opts = *opts };
         SSL_CTX *tls = NULL;
+        const char *what;
+        bool tls_failed;
         int r = 0;
 
         if (asprintf(&adv_url, "%s/adv/%s", url, thp ? thp : "") < 0)
@@ -263,15 +265,23 @@ static int fetch_adv(const char *url, const char *thp, const struct vg_pin_opts 
                                 break;
                         }
                 }
-                if (i < attempts)
+                /* A certificate that did not verify will not verify on a second try. */
+                tls_failed = strncmp(e.msg, "TLS handshake", 13) == 0;
+                if (i < attempts && !tls_failed) {
                         usleep((VG_PIN_BACKOFF_MS << (i - 1)) * 1000);
+                        continue;
+                }
+                if (r == -ECONNREFUSED && strncmp(e.msg, "connect to ", 11) == 0)
+                        what = "connection refused";
+                else if (r == -ETIMEDOUT)
+                        what = "timed out";
                 else
-                        r = vg_error_set(
-                            err, r, "tang: %s: unable to fetch the advertisement: %s%s", adv_url,
-                            r == -ECONNREFUSED ? "connection refused"
-                            : r == -ETIMEDOUT  ? "timed out"
-                                               : e.msg,
-                            attempts > 1 ? " (every attempt)" : "");
+                        what = e.msg;
+                r = vg_error_set(err, r,
+                                 "tang: %s: unable to fetch the advertisement: %s (%u "
+                                 "attempt%s)",
+                                 adv_url, what, i, i > 1 ? "s" : "");
+                break;
         }
         if (run.own_tls)
                 SSL_CTX_free(run.tls);
@@ -588,7 +598,8 @@ static void tang_transient(struct vg_pin_node *node)
         struct timeval tv;
         unsigned ms;
 
-        if (t->attempt < attempts) {
+        /* A certificate that did not verify will not verify on a second try. */
+        if (t->attempt < attempts && strncmp(what, "TLS handshake", 13) != 0) {
                 ms = VG_PIN_BACKOFF_MS << (t->attempt - 1);
                 if (!t->retry)
                         t->retry = evtimer_new(node->run->base, retry_cb, node);
