@@ -3,7 +3,8 @@
  * the key-management guide's rekey flow over three Tang servers (two vigil-tang, one tangd
  * under socat): sss t=1, rotate one server, `vigil luks regen`, purge its hidden keys, stop the
  * other two, and the volume still unlocks; `vigil luks edit`; errors naming the device, slot,
- * servers and the malformed part of a token; nothing half-done after a failed bind. */
+ * servers and the malformed part of a token; nothing half-done after a failed bind; tpm2
+ * bindings on swtpm (alone and in sss with tang) both ways, failing by name after a PCR extend. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "luks.h"
+#include "swtpm.h"
 #include "tap.h"
 
 /* Run a shell snippet with V (vigil), W (work dir), the URLs and the images in the
@@ -498,6 +500,79 @@ int main(void)
            "edit of a slot without a binding: 'keyslot 0 has no clevis token'");
         free(out);
 
+        /* ---- 6. tpm2 (swtpm), alone and in sss with tang ---- */
+        {
+                struct vg_swtpm *tpm = NULL;
+                struct vg_error err = { 0 };
+
+                if (vg_swtpm_start(NULL, &tpm, &err) < 0)
+                        tap_bail("swtpm: %s", err.msg);
+                setenv("TPM2TOOLS_TCTI", vg_swtpm_tcti(tpm), 1);
+                setenv("TSS2_LOG", "all+none", 1);
+                ok(mkimg("t.img"), "an image for tpm2 bindings");
+                is_int(sh(&out, "printf pw | \"$V\" luks bind -d \"$W/t.img\" -k - tpm2 "
+                                "'{\"pcr_bank\":\"sha256\",\"pcr_ids\":\"7\"}'"),
+                       0, "vigil luks bind tpm2 pcr_ids 7");
+                free(out);
+                /* clevis-encrypt-tpm2 leaves a policy session loaded on a bare swtpm. */
+                is_int(sh(&out, "printf pw | clevis luks bind -d \"$W/t.img\" -k - tpm2 "
+                                "'{\"pcr_bank\":\"sha256\",\"pcr_ids\":\"7\"}'; st=$?; "
+                                "tpm2_flushcontext -l; exit $st"),
+                       0, "clevis luks bind tpm2 pcr_ids 7");
+                free(out);
+                is_int(sh(&out,
+                          "printf pw | \"$V\" luks bind -d \"$W/t.img\" -k - -y sss "
+                          "\"{\\\"t\\\":2,\\\"pins\\\":{\\\"tang\\\":[{\\\"url\\\":\\\"$A\\\"}],"
+                          "\\\"tpm2\\\":{}}}\""),
+                       0, "vigil luks bind sss t=2 of tang and tpm2");
+                free(out);
+                sh(&out2, "clevis luks list -d \"$W/t.img\"");
+                is_int(sh(&out, "\"$V\" luks list -d \"$W/t.img\""), 0, "vigil luks list");
+                is_str(out, out2, "vigil luks list prints what clevis luks list prints (tpm2)");
+                contains(out,
+                         "1: tpm2 '{\"hash\":\"sha256\",\"key\":\"ecc\",\"pcr_bank\":"
+                         "\"sha256\",\"pcr_ids\":\"7\"}'\n",
+                         "slot 1: tpm2 with hash, key, bank and PCRs");
+                contains(out,
+                         tap_keep(tap_strf("3: sss '{\"t\":2,\"pins\":{\"tang\":[{\"url\":"
+                                           "\"%s\"}],\"tpm2\":[{\"hash\":\"sha256\","
+                                           "\"key\":\"ecc\"}]}}'\n",
+                                           url_a)),
+                         "slot 3: sss with its tang and tpm2 shares");
+                tap_diag("tpm2 list: %s", out ? out : "");
+                free(out);
+                free(out2);
+                for (int s = 1; s <= 3; s++) {
+                        char *cmd = tap_strf("\"$V\" luks pass -d \"$W/t.img\" -s %d > \"$W/tp\" "
+                                             "&& clevis luks pass -d \"$W/t.img\" -s %d | "
+                                             "cmp - \"$W/tp\" && cryptsetup open "
+                                             "--test-passphrase --key-slot %d --key-file "
+                                             "\"$W/tp\" \"$W/t.img\"",
+                                             s, s, s);
+
+                        is_int(sh(&out, cmd), 0,
+                               "slot %d (%s): vigil and clevis recover the same passphrase, "
+                               "which opens the keyslot",
+                               s, s == 2 ? "clevis's" : "vigil's");
+                        free(out);
+                        free(cmd);
+                }
+                is_int(sh(NULL, "tpm2_pcrextend 7:sha256=$(printf '%064d' 1)"), 0, "extend PCR 7");
+                ok(sh(&out, "\"$V\" luks pass -d \"$W/t.img\" -s 1") == 1 &&
+                       strstr(out, "t.img: keyslot 1: tpm2: ") && strstr(out, "PCR"),
+                   "after the extend the tpm2 binding fails, saying the PCRs changed");
+                tap_diag("after extend: %s", out ? out : "");
+                free(out);
+                vg_swtpm_free(tpm);
+        }
+
         tap_stop(&va);
+        free(url_a);
+        free(url_b);
+        free(url_c);
+        free(dba);
+        free(dbb);
+        free(dbc);
+        free(dir);
         return tap_done();
 }
