@@ -1,6 +1,7 @@
 /* vigil: the command-line tool. Dispatches `vigil NOUN VERB ...` to the noun's handler. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
@@ -70,6 +71,10 @@ int main(int argc, char **argv)
                 }
         }
         vg_log_setup(&log);
+        /* tpm2-tss prints its own WARNING/ERROR lines before vigil's message says what failed;
+         * keep them for -v (or an explicit TSS2_LOG). */
+        if (log.level < VG_LOG_DEBUG)
+                setenv("TSS2_LOG", "all+none", 0);
         if (i == argc) {
                 usage(stderr);
                 return 2;

@@ -251,14 +251,3 @@ out:
         event_base_free(run.base);
         return r;
 }
-
-/* A placeholder until pin_config.c (another module) provides it; weak so that it yields. */
-__attribute__((weak)) int vg_pin_config(const char *jwe, size_t jwe_len, char **pin, json_t **cfg,
-                                        struct vg_error *err)
-{
-        (void)jwe;
-        (void)jwe_len;
-        (void)pin;
-        (void)cfg;
-        return vg_error_set(err, -ENOSYS, "vg_pin_config is not implemented yet");
-}

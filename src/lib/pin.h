@@ -5,7 +5,7 @@
  * Errors say what happened and where: "http://tang.example:7500: connection refused",
  * "...: timed out after 10000 ms", "...: the server no longer has key <kid> (404; rotated away
  * and purged?)", "...: advertisement not signed by trusted key <thp>", "JWE iv: ...", "tpm2:
- * the PCR policy does not match (PCR values changed since sealing)". */
+ * the PCR policy does not match: PCR 7 (sha256) changed since the key was sealed". */
 #pragma once
 
 #include <jansson.h>
