@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/pem.h>
@@ -19,6 +17,7 @@
 
 #include "ca.h"
 #include "cleanup.h"
+#include "dl_archive.h"
 #include "tenant.h"
 #include "tls.h"
 
@@ -196,6 +195,8 @@ int tenant_cert_package(const char *ca_dir, const char *uuid, const char *includ
                                     "%s/%s" VG_CA_CERT_SUFFIX ": not a PEM certificate", ca_dir,
                                     uuid);
 
+        if ((r = vg_dl_archive_load(err)) < 0)
+                goto out;
         a = archive_write_new();
         /* Stored, not deflated, as Keylime: nothing to inflate in the agent's tmpfs. */
         if (!a || archive_write_set_format_zip(a) != ARCHIVE_OK ||

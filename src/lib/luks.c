@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libcryptsetup.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "cleanup.h"
+#include "dl_cryptsetup.h"
 #include "encoding.h"
 #include "jwe.h"
 #include "luks.h"
@@ -72,6 +72,9 @@ int vg_luks_open(const char *path, struct vg_luks **out, struct vg_error *err)
 
         if (!l || !(l->path = strdup(path)))
                 return vg_error_set(err, -ENOMEM, "out of memory");
+        r = vg_dl_cryptsetup_load(err);
+        if (r < 0)
+                return r;
         r = crypt_init(&l->cd, path);
         if (r < 0)
                 return vg_error_set(err, r, "%s: cannot open: %s", path, strerror(-r));
@@ -92,7 +95,8 @@ void vg_luks_free(struct vg_luks *luks)
 {
         if (!luks)
                 return;
-        crypt_free(luks->cd);
+        if (luks->cd) /* NULL when libcryptsetup could not be loaded */
+                crypt_free(luks->cd);
         free(luks->path);
         free(luks);
 }
@@ -191,6 +195,9 @@ int vg_luks_token_parse(const char *json, int **slots, size_t *n_slots, char **j
         size_t n = 0;
         int r;
 
+        r = vg_dl_cryptsetup_load(err); /* for max_slots() */
+        if (r < 0)
+                return r;
         if (!tok)
                 return vg_error_set(err, -EINVAL, "token: not JSON: %s (line %d)", jerr.text,
                                     jerr.line);
@@ -213,6 +220,9 @@ int vg_luks_token_build(int slot, const char *jwe, char **json, struct vg_error 
         char num[16];
         int r;
 
+        r = vg_dl_cryptsetup_load(err); /* for max_slots() */
+        if (r < 0)
+                return r;
         if (slot < 0 || slot >= max_slots())
                 return vg_error_set(err, -EINVAL, "keyslot %d out of range 0..%d", slot,
                                     max_slots() - 1);

@@ -14,14 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 
+#include "dl_archive.h"
 #include "encoding.h"
 #include "log.h"
 #include "payload.h"
@@ -436,6 +435,9 @@ static int extract_zip(const char *dest, const uint8_t *data, size_t len, uint64
         unsigned count = 0;
         int r = 0, ar;
 
+        r = vg_dl_archive_load(err);
+        if (r < 0)
+                return r;
         a = archive_read_new();
         w = archive_write_disk_new();
         if (!a || !w) {

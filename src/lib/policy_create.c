@@ -17,12 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <jansson.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "dl_archive.h"
 #include "encoding.h"
 #include "ima.h"
 
@@ -1298,6 +1297,9 @@ int vg_policy_add_initramfs_mem(struct vg_policy *p, const void *data, size_t le
         unsigned archives = 0;
         int r = 0;
 
+        r = vg_dl_archive_load(err);
+        if (r < 0)
+                return r;
         if (!st)
                 st = &local;
         while (r == 0) {
