@@ -244,6 +244,27 @@ int main(void)
         contains(out, "pass -y", "the refusal says to pass -y");
         contains(out, sig[1], "the refusal shows the signing key's thumbprint");
         free(out);
+        /* On a terminal it asks, as clevis does (script(1) gives the command a pty; the
+         * plaintext comes from a file, the answer from the terminal). */
+        if (access("/usr/bin/script", X_OK) == 0) {
+                is_int(sh(&out, "printf asked > \"$W/p.txt\"; (sleep 0.5; echo y) | script -qec "
+                                "\"'$VIGIL_CLI' pin encrypt tang '{\\\"url\\\":\\\"$U1\\\"}' "
+                                "< '$W/p.txt' > '$W/asked.jwe'\" /dev/null && "
+                                "clevis decrypt < \"$W/asked.jwe\""),
+                       0, "on a terminal: asks, 'y' trusts, clevis decrypts");
+                contains(out, "Do you wish to trust these keys? [ynYN]", "... clevis's question");
+                contains(out, sig[1], "... showing the signing key's thumbprint");
+                contains(out, "asked", "... and the plaintext comes back");
+                free(out);
+                ok(sh(&out, "(sleep 0.5; echo n) | script -qec "
+                            "\"'$VIGIL_CLI' pin encrypt tang '{\\\"url\\\":\\\"$U1\\\"}' "
+                            "< '$W/p.txt' > '$W/refused.jwe'\" /dev/null") != 0,
+                   "on a terminal: 'n' refuses");
+                free(out);
+        } else {
+                for (int i = 0; i < 5; i++)
+                        tap_skip("script(1) is not installed", "terminal prompt");
+        }
         is_int(sh(&out, "printf s256 | \"$VIGIL_CLI\" pin encrypt tang "
                         "\"{\\\"url\\\":\\\"$U1\\\",\\\"thp\\\":\\\"$SIG1\\\"}\" > \"$W/t.jwe\" && "
                         "clevis decrypt < \"$W/t.jwe\""),
