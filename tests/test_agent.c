@@ -170,7 +170,7 @@ static void mock_stop(struct mock *m)
         pthread_join(m->thread, NULL);
         event_free(m->tick);
         vg_http_server_free(m->srv);
-        event_base_free(m->base);
+        vg_event_base_free_drained(m->base);
         free(m->aik_tpm);
         free(m->mtls_cert);
         free(m->ip);

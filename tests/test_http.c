@@ -1597,7 +1597,7 @@ int main(void)
         test_mtls();
         test_independent_peers();
 
-        event_base_free(base);
+        vg_event_base_free_drained(base);
         vg_log_setup(&(struct vg_log_config){ .level = VG_LOG_INFO });
         fclose(logfile);
         free(dir);

@@ -211,7 +211,7 @@ static void proxy_stop(struct proxy *p)
         pthread_join(p->th, NULL);
         vg_http_server_free(p->srv);
         event_free(p->tick);
-        event_base_free(p->base);
+        vg_event_base_free_drained(p->base);
         free(p->captured);
 }
 

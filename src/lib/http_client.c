@@ -1090,6 +1090,16 @@ static void fetch_cb(struct vg_http_response *resp, const struct vg_error *err, 
                 st->err = *err;
 }
 
+void vg_event_base_free_drained(struct event_base *base)
+{
+        if (!base)
+                return;
+        for (int i = 0; i < 4; i++)
+                if (event_base_loop(base, EVLOOP_NONBLOCK) != 0)
+                        break; /* nothing registered (1) or an error (-1) */
+        event_base_free(base);
+}
+
 int vg_http_fetch(const struct vg_http_client_config *cfg, const struct vg_http_client_request *req,
                   struct vg_http_response **resp, struct vg_error *err)
 {
@@ -1108,7 +1118,7 @@ int vg_http_fetch(const struct vg_http_client_config *cfg, const struct vg_http_
                 if (event_base_loop(base, EVLOOP_ONCE) < 0)
                         r = vg_error_set(err, -EIO, "event loop failed");
         vg_http_client_free(cl);
-        event_base_free(base);
+        vg_event_base_free_drained(base);
         if (r == 0 && !st.resp) {
                 if (err)
                         *err = st.err;

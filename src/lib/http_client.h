@@ -80,6 +80,12 @@ void vg_http_call_cancel(struct vg_http_call *call);
 /* Connections made (not reused) in total: keep-alive shows as fewer connects than requests. */
 uint64_t vg_http_client_connects(const struct vg_http_client *client);
 
+/* Free base after letting it run what is still pending (EVLOOP_NONBLOCK, a few rounds): a
+ * bufferevent freed with a deferred callback outstanding is finalized only when that callback
+ * runs, and event_base_free() would drop it, leaking the connection and its TLS state. Use it
+ * wherever a loop that carried connections is freed. */
+void vg_event_base_free_drained(struct event_base *base);
+
 /* Blocking: run one request on a private event loop. *resp is the caller's to free. */
 int vg_http_fetch(const struct vg_http_client_config *cfg, const struct vg_http_client_request *req,
                   struct vg_http_response **resp, struct vg_error *err);

@@ -248,6 +248,6 @@ out:
         vg_http_client_free(run.http);
         if (run.own_tls)
                 SSL_CTX_free(run.tls);
-        event_base_free(run.base);
+        vg_event_base_free_drained(run.base);
         return r;
 }

@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_client.h"
 #include "http_server.h"
 #include "log.h"
 #include "rec.h"
@@ -539,7 +540,7 @@ static void worker_free(struct worker *w)
         if (w->stop_fd >= 0)
                 close(w->stop_fd);
         if (w->base && w->base != w->t->base)
-                event_base_free(w->base);
+                vg_event_base_free_drained(w->base);
 }
 
 /* ---- reloads ----------------------------------------------------------------------------- */

@@ -761,7 +761,7 @@ void vg_cv_workers_release(struct vg_verifier *v)
                 if (w->wake_fd >= 0)
                         close(w->wake_fd);
                 if (w->base)
-                        event_base_free(w->base);
+                        vg_event_base_free_drained(w->base);
                 free(w->dirty);
                 pthread_mutex_destroy(&w->lock);
                 pthread_cond_destroy(&w->done);
