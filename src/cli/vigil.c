@@ -18,6 +18,8 @@ static const struct {
         { "verify", cmd_verify, "verify evidence offline (IMA measurement lists)" },
         { "tang", cmd_tang, "manage Tang key directories: keygen, rotate, show-keys, backup, purge" },
         { "pin", cmd_pin, "Clevis-compatible encryption: encrypt/decrypt with tang, sss, tpm2 pins" },
+        { "eventlog", cmd_eventlog, "TCG PC Client boot event logs: show (decoded), replay (PCRs)" },
+        { "baseline", cmd_baseline, "known-good boot measurements: add, import, list, rm, history" },
         { "luks", cmd_luks, "Clevis-compatible LUKS2 bindings: bind, unbind, list, pass, edit, regen" },
 };
 

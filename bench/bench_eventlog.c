@@ -1,0 +1,7 @@
+/* vigil bench: eventlog (placeholder: being written). */
+#include <stdio.h>
+
+int main(void)
+{
+        return 0;
+}

@@ -1,0 +1,7 @@
+/* vigil bench: outbox (placeholder: being written). */
+#include <stdio.h>
+
+int main(void)
+{
+        return 0;
+}

@@ -1,0 +1,2 @@
+/* vigil: baseline (placeholder: being written). */
+#include <stddef.h>

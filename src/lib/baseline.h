@@ -1,0 +1,2 @@
+/* vigil: baseline (placeholder: being written). */
+#pragma once

@@ -1,0 +1,2 @@
+/* vigil: efi (placeholder: being written). */
+#include <stddef.h>

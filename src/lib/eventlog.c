@@ -1,0 +1,2 @@
+/* vigil: eventlog (placeholder: being written). */
+#include <stddef.h>

@@ -1,0 +1,2 @@
+/* vigil: integrity_event (placeholder: being written). */
+#include <stddef.h>

@@ -1,0 +1,2 @@
+/* vigil: integrity_event (placeholder: being written). */
+#pragma once

@@ -1,0 +1,2 @@
+/* vigil: mb_policy (placeholder: being written). */
+#include <stddef.h>

@@ -1,0 +1,2 @@
+/* vigil: outbox (placeholder: being written). */
+#pragma once

@@ -1,0 +1,2 @@
+/* vigil: sink_file (placeholder: being written). */
+#include <stddef.h>

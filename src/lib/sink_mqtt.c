@@ -1,0 +1,2 @@
+/* vigil: sink_mqtt (placeholder: being written). */
+#include <stddef.h>

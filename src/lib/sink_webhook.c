@@ -1,0 +1,2 @@
+/* vigil: sink_webhook (placeholder: being written). */
+#include <stddef.h>

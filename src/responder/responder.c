@@ -1,0 +1,2 @@
+/* vigil-responder (placeholder: being written). */
+#include <stddef.h>

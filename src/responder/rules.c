@@ -1,0 +1,2 @@
+/* vigil-responder: rules (placeholder: being written). */
+#include <stddef.h>
