@@ -165,7 +165,11 @@ struct vg_efi_variable {
         char name[128];      /* UTF-8 of UnicodeName (longer names are rejected) */
         const uint8_t *data; /* VariableData, into the log */
         size_t data_len;
+        size_t trailing; /* bytes after VariableData inside the event (shim logs 6 too many
+                            on its "Shim" authority); 0 normally */
 };
+/* Trailing bytes after VariableData are accepted and counted in ->trailing; a VariableData
+ * or name longer than the bytes there is -EINVAL. */
 int vg_efi_variable_parse(const uint8_t *p, size_t len, struct vg_efi_variable *out,
                           struct vg_error *err);
 
