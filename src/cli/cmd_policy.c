@@ -20,6 +20,8 @@
 #include "commands.h"
 #include "dsse.h"
 #include "error.h"
+#include "eventlog.h"
+#include "mb_policy.h"
 #include "policy_create.h"
 
 #define MAX_INPUT_BYTES (1024u << 20) /* allowlists, logs, policies: 1 GiB */
@@ -853,6 +855,127 @@ static int policy_convert(int argc, char **argv)
         return 0;
 }
 
+/* --- create measured-boot (keylime-policy create measured-boot) ------------------------------ */
+
+static void mb_create_help(FILE *out)
+{
+        fprintf(out,
+                "Usage: vigil policy create measured-boot -e EVENTLOG [-i] [-o OUT] [--force]\n\n"
+                "Create a Keylime measured-boot reference state (the refstate of Keylime's\n"
+                "example policy) from a known-good binary UEFI event log, as\n"
+                "`keylime-policy create measured-boot` does. The policy is checked against\n"
+                "the log it came from; when it would not pass that log, the failures are\n"
+                "listed and nothing is written (unless --force).\n\n"
+                "Options:\n"
+                "  -e, --eventlog FILE       the binary event log (normally\n"
+                "                            /sys/kernel/security/tpm0/binary_bios_measurements);\n"
+                "                            also --eventlog-file\n"
+                "  -i, --without-secureboot  allow a log with Secure Boot off (measured boot only:\n"
+                "                            the kernel is pinned by its plain digest)\n"
+                "  -o, --output FILE         where to write the JSON ('-', the default: stdout)\n"
+                "      --force               write the policy even if it fails its own log\n"
+                "  -h, --help                this text\n");
+}
+
+static void mb_warn(const char *msg, void *ud)
+{
+        fprintf(stderr, "vigil %s: warning: %s\n", (const char *)ud, msg);
+}
+
+static int policy_create_mb(int argc, char **argv)
+{
+        enum { O_FORCE = 0x100 };
+        static const struct option opts[] = {
+                { "eventlog", required_argument, NULL, 'e' },
+                { "eventlog-file", required_argument, NULL, 'e' },
+                { "without-secureboot", no_argument, NULL, 'i' },
+                { "output", required_argument, NULL, 'o' },
+                { "force", no_argument, NULL, O_FORCE },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const char *cmd = "policy create measured-boot", *log_path = NULL, *out_path = "-";
+        struct vg_mb_create_opts o = { .warn = mb_warn, .ud = (void *)cmd };
+        struct vg_error err = { 0 };
+        struct vg_evlog *log = NULL;
+        struct vg_mb_policy *pol = NULL;
+        struct vg_mb_result res = { 0 };
+        json_t *ref = NULL;
+        _cleanup_free_ char *text = NULL;
+        bool force = false;
+        int c, status = 1;
+
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":e:io:h", opts, NULL)) != -1) {
+                switch (c) {
+                case 'e':
+                        if (log_path)
+                                return cli_usage_error(cmd, "--eventlog: expected one, found two");
+                        log_path = optarg;
+                        break;
+                case 'i':
+                        o.without_secureboot = true;
+                        break;
+                case 'o':
+                        out_path = optarg;
+                        break;
+                case O_FORCE:
+                        force = true;
+                        break;
+                case 'h':
+                        mb_create_help(stdout);
+                        return 0;
+                case ':':
+                        return cli_usage_error(cmd, "option %s: expected a value",
+                                               argv[optind - 1]);
+                default:
+                        return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+        if (!log_path)
+                return cli_usage_error(cmd, "expected --eventlog FILE, found none");
+        if (vg_evlog_load(log_path, &log, &err) < 0)
+                return fail(cmd, &err, 1);
+        if (vg_mb_policy_create(log, &o, &ref, &err) < 0) {
+                vg_error_prefix(&err, "%s: ", log_path);
+                status = fail(cmd, &err, 1);
+                goto out;
+        }
+        if (vg_mb_policy_from_json(ref, &pol, &err) < 0) {
+                status = fail(cmd, &err, 1);
+                goto out;
+        }
+        if (vg_mb_policy_evaluate(pol, log, &res, &err) < 0) {
+                if (res.n_failures == 0) {
+                        status = fail(cmd, &err, 1);
+                        goto out;
+                }
+                fprintf(stderr,
+                        "vigil %s: %s: the generated policy does not pass the log it came from "
+                        "(%zu failure%s; Keylime's example policy rejects this boot too):\n",
+                        cmd, log_path, res.n_failures, res.n_failures == 1 ? "" : "s");
+                for (size_t i = 0; i < res.n_failures; i++)
+                        fprintf(stderr, "  %s\n", res.failures[i].msg);
+                if (!force)
+                        goto out;
+        }
+        text = json_dumps(ref, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (!text) {
+                fprintf(stderr, "vigil %s: out of memory\n", cmd);
+                goto out;
+        }
+        status = spew(cmd, out_path, text, strlen(text), true);
+out:
+        vg_mb_result_clear(&res);
+        vg_mb_policy_free(pol);
+        json_decref(ref);
+        vg_evlog_free(log);
+        return status;
+}
+
 /* --- vigil policy -------------------------------------------------------------------------------
  */
 
@@ -864,6 +987,7 @@ static void policy_help(FILE *out)
                 "(DSSE), and convert legacy allowlists.\n\n"
                 "Verbs:\n"
                 "  create [runtime]  a runtime policy from a rootfs, initramfs, IMA log, lists\n"
+                "  create measured-boot  a measured-boot refstate from a UEFI event log\n"
                 "  sign [runtime]    a DSSE envelope around a policy (ECDSA)\n"
                 "  verify [runtime]  check a DSSE envelope with a key or certificate\n"
                 "  convert           a legacy allowlist and exclude list to a policy\n\n"
@@ -901,6 +1025,9 @@ int cmd_policy(int argc, char **argv)
                         argv[1] = argv[0];
                         argc--, argv++;
                 }
+                if (verbs[i].run == policy_create && argc > 1 &&
+                    strcmp(argv[1], "measured-boot") == 0)
+                        return policy_create_mb(argc - 1, argv + 1);
                 return verbs[i].run(argc, argv);
         }
         return cli_usage_error("policy", "unknown verb '%s'", argv[1]);
