@@ -591,7 +591,7 @@ static void run_relearn(struct vg_responder *r, const struct run_ctx *c,
         const char *baseline = json_string_value(answer_field(answer, "baseline"));
         const char *reason = json_string_value(answer_field(answer, "reason"));
         if (resp->status == 200 && json_is_true(relearned)) {
-                set_outcome(o, true, "relearned onto known-good baseline \"%.100s\" (HTTP 200)",
+                set_outcome(o, true, "onto known-good baseline \"%.100s\" (HTTP 200)",
                             baseline ? baseline : "?");
                 o->relearned = true;
         } else if (resp->status == 409 || (resp->status == 200 && json_is_false(relearned))) {
@@ -924,8 +924,8 @@ int vg_responder_handle(struct vg_responder *r, const void *data, size_t len, co
                         if (o.relearned && j + 1 < rule->n_actions)
                                 vg_notice(VG_F("agent", ev->agent_id, "event", ev->event_id, "rule",
                                                rule->name),
-                                          "relearned: the remaining %zu action%s of this rule "
-                                          "are skipped",
+                                          "relearned: skipping the remaining %zu action%s of "
+                                          "this rule",
                                           rule->n_actions - j - 1,
                                           rule->n_actions - j - 1 == 1 ? "" : "s");
                 }
