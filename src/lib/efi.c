@@ -633,9 +633,13 @@ static bool utf16_text(const uint8_t *p, size_t n)
                 return false;
         for (size_t i = 0; i < units; i++) {
                 uint16_t c = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+                /* firmware strings are ASCII or Latin-1 in UTF-16; anything else is more
+                 * likely binary (a GUID, a hash) that happens to have an even length */
                 if (c < 0x20 && c != '\n' && c != '\t' && c != '\r')
                         return false;
-                if (c == 0x7F || (c >= 0xD800 && c < 0xE000))
+                if (c >= 0x7F && c < 0xA0)
+                        return false;
+                if (c > 0xFF)
                         return false;
         }
         return true;

@@ -337,14 +337,14 @@ int vg_evlog_parse(const void *data, size_t len, struct vg_evlog **out, struct v
                 }
                 if (!vg_buf_u32le(&b, &ev->data_len))
                         return EVERR(err, -EINVAL, idx, off, "event size truncated");
-                if (ev->data_len > VG_EVLOG_MAX_EVENT_SIZE)
-                        return EVERR(err, -E2BIG, idx, off,
-                                     "event size %" PRIu32 " exceeds the %u-byte limit",
-                                     ev->data_len, VG_EVLOG_MAX_EVENT_SIZE);
                 if (ev->data_len > b.len)
                         return EVERR(err, -EINVAL, idx, off,
                                      "event size %" PRIu32 " exceeds the %zu bytes left",
                                      ev->data_len, b.len);
+                if (ev->data_len > VG_EVLOG_MAX_EVENT_SIZE)
+                        return EVERR(err, -E2BIG, idx, off,
+                                     "event size %" PRIu32 " exceeds the %u-byte limit",
+                                     ev->data_len, VG_EVLOG_MAX_EVENT_SIZE);
                 ev->data = b.p;
                 vg_buf_skip(&b, ev->data_len);
 
