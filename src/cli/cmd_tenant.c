@@ -58,7 +58,7 @@ static const struct vg_config_option tenant_options[] = {
         {},
 };
 
-static const struct vg_config_schema tenant_schema = {
+const struct vg_config_schema tenant_schema = {
         .component = "tenant",
         .section = "tenant",
         .options = tenant_options,

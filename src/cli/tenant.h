@@ -64,6 +64,9 @@ struct tenant {
         char *runtime_policy_key; /* b64 of --runtime-policy-sig-key, "" when none */
 };
 
+/* The [tenant] configuration schema (also read by `vigil baseline`). */
+extern const struct vg_config_schema tenant_schema;
+
 /* ---- cmd_tenant.c: output and requests ----------------------------------------------------- */
 
 /* Progress and results as keylime_tenant logs them, on stderr: "vigil tenant: ...". */

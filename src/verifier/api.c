@@ -1428,6 +1428,383 @@ oom:
         vg_http_reply_error(req, 500, "Internal Server Error: Failed to process attestation data");
 }
 
+/* ==== baselines (issue 7; src/lib/baseline.h) ================================================
+ * Known-good late-boot measurements, their journal, an agent's latest authentic quote's PCR
+ * values and relearning onto a known-good baseline. Admin routes (mTLS client certificate);
+ * every change is journaled with the certificate's subject as the actor. */
+
+static const char *baseline_actor(struct vg_http_request *req)
+{
+        const char *s = vg_http_request_peer_subject(req);
+
+        return s && *s ? s : vg_http_request_peer(req);
+}
+
+static const char *baseline_param(struct vg_http_request *req)
+{
+        const char *name;
+
+        if (!check_version(req) || !check_admin(req))
+                return NULL;
+        name = vg_http_request_param(req, "name");
+        if (!vg_baseline_name_valid(name)) {
+                vg_http_refuse(req, 400, NULL,
+                               "Invalid URL: baseline name with letters, digits, '-', '_' and "
+                               "'.' expected (1-128 characters, not 'history')");
+                return NULL;
+        }
+        return name;
+}
+
+struct quoted_ctx {
+        struct vg_measurements *out;
+        int r;
+};
+
+static void copy_quoted(struct vg_cv_agent *a, size_t i, void *ctx)
+{
+        struct quoted_ctx *c = ctx;
+
+        (void)i;
+        c->r = vg_measurements_copy(c->out, &a->quoted);
+}
+
+/* The agent's latest authentic quote's PCR values (out->n == 0: none yet); -ENOENT when the
+ * agent is unknown (to any verifier on this database). */
+static int agent_quoted(struct vg_verifier *v, const char *id, struct vg_measurements *out,
+                        struct vg_error *err)
+{
+        struct vg_cv_agent *a = vg_cv_find(v, id), *tmp = NULL;
+        struct quoted_ctx c = { out, 0 };
+        int r;
+
+        if (a) {
+                vg_cv_on_owners(v, &a, 1, copy_quoted, &c);
+                return c.r;
+        }
+        r = vg_cv_db_read_agent(v, id, true, &tmp, err);
+        if (r < 0)
+                return r;
+        r = vg_measurements_copy(out, &tmp->quoted);
+        vg_cv_agent_free(tmp);
+        return r;
+}
+
+static void reply_db_error(struct vg_http_request *req, const char *what, struct vg_error *err)
+{
+        vg_err(NULL, "%s failed: %s", what, vg_error_str(err));
+        vg_http_reply_error(req, 500, "Internal Server Error: %s failed", what);
+}
+
+static void on_baseline_list(struct vg_http_request *req, void *userdata)
+{
+        struct vg_verifier *v = userdata;
+        struct vg_baseline *list = NULL;
+        struct vg_error err = { 0 };
+        size_t n = 0;
+
+        if (!check_version(req) || !check_admin(req))
+                return;
+        if (vg_baseline_list(v->db, &list, &n, &err) < 0) {
+                reply_db_error(req, "listing baselines", &err);
+                return;
+        }
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, vg_baseline_json(&list[i]));
+        vg_baseline_list_free(list, n);
+        vg_http_reply_keylime(req, 200, "Success", json_pack("{s:o}", "baselines", a));
+}
+
+static void on_baseline_get(struct vg_http_request *req, void *userdata)
+{
+        struct vg_verifier *v = userdata;
+        const char *name = baseline_param(req);
+        struct vg_baseline b;
+        struct vg_error err = { 0 };
+        int r;
+
+        if (!name)
+                return;
+        r = vg_baseline_get(v->db, name, &b, &err);
+        if (r == -ENOENT) {
+                vg_http_reply_error(req, 404, "known-good baseline %s not found", name);
+                return;
+        }
+        if (r < 0) {
+                reply_db_error(req, "reading a baseline", &err);
+                return;
+        }
+        vg_http_reply_keylime(req, 200, "Success", vg_baseline_json(&b));
+        vg_baseline_clear(&b);
+}
+
+static void on_baseline_post(struct vg_http_request *req, void *userdata)
+{
+        struct vg_verifier *v = userdata;
+        const char *name = baseline_param(req);
+        struct vg_measurements m = { 0 };
+        struct vg_error err = { 0 };
+        _cleanup_free_ char *source = NULL;
+        size_t ignored = 0;
+        int r;
+
+        if (!name)
+                return;
+        json_auto_t *body = vg_http_request_json(req, &err);
+        if (!json_is_object(body)) {
+                vg_http_refuse(req, 400, NULL,
+                               "body: expected {\"measurements\": [...]} or "
+                               "{\"fromAgent\": \"<uuid>\"}%s%s",
+                               body ? "" : ": ", body ? "" : vg_error_str(&err));
+                return;
+        }
+        const json_t *from = json_object_get(body, "fromAgent");
+        if (from) {
+                const char *id = json_string_value(from);
+                if (!vg_cv_agent_id_valid(id)) {
+                        vg_http_refuse(req, 400, NULL, "fromAgent: agent id not valid");
+                        return;
+                }
+                r = agent_quoted(v, id, &m, &err);
+                if (r == -ENOENT) {
+                        vg_http_refuse(req, 404, id, "agent %s not found", id);
+                        goto out;
+                }
+                if (r < 0) {
+                        reply_db_error(req, "reading the agent", &err);
+                        goto out;
+                }
+                if (m.n == 0) {
+                        vg_http_refuse(req, 409, id, "agent %s has no good quote yet", id);
+                        goto out;
+                }
+                struct vg_measurements late = { 0 };
+                vg_measurements_filter(&late, &m, vg_pcr_late_boot, NULL);
+                size_t nl = late.n;
+                vg_measurements_clear(&late);
+                if (nl == 0) {
+                        vg_http_refuse(req, 409, id,
+                                       "agent %s's latest quote has no late-boot PCR (4, 5, 8, "
+                                       "9, 11-14): add them to its tpm_policy mask",
+                                       id);
+                        goto out;
+                }
+                if (asprintf(&source, "agent:%s", id) < 0)
+                        source = NULL;
+        } else {
+                const char *s = json_string_value(json_object_get(body, "source"));
+                if (vg_measurements_from_json(body, &m, &err) < 0) {
+                        vg_http_refuse(req, 400, NULL, "%s", vg_error_str(&err));
+                        goto out;
+                }
+                if (asprintf(&source, "import:%.200s", s && *s ? s : "api") < 0)
+                        source = NULL;
+        }
+        if (!source) {
+                vg_http_reply_error(req, 500, "out of memory");
+                goto out;
+        }
+        r = vg_baseline_add(v->db, name, &m, source, baseline_actor(req), &ignored, &err);
+        if (r == -EEXIST) {
+                vg_http_refuse(req, 409, NULL, "known-good baseline %s already exists", name);
+        } else if (r == -EINVAL) {
+                vg_http_refuse(req, 400, NULL, "%s", vg_error_str(&err));
+        } else if (r < 0) {
+                reply_db_error(req, "adding a baseline", &err);
+        } else {
+                struct vg_baseline b;
+                vg_info(VG_F("baseline", name, "peer", vg_http_request_peer(req)),
+                        "known-good baseline %s added from %s by %s", name, source,
+                        baseline_actor(req));
+                json_t *res = NULL;
+                if (vg_baseline_get(v->db, name, &b, &err) == 0) {
+                        res = vg_baseline_json(&b);
+                        vg_baseline_clear(&b);
+                        json_object_set_new(res, "ignored", json_integer((json_int_t)ignored));
+                }
+                vg_http_reply_keylime(req, 201, "Created", res);
+        }
+out:
+        vg_measurements_clear(&m);
+}
+
+static void on_baseline_delete(struct vg_http_request *req, void *userdata)
+{
+        struct vg_verifier *v = userdata;
+        const char *name = baseline_param(req);
+        struct vg_error err = { 0 };
+        int r;
+
+        if (!name)
+                return;
+        r = vg_baseline_remove(v->db, name, baseline_actor(req), &err);
+        if (r == -ENOENT) {
+                vg_http_reply_error(req, 404, "known-good baseline %s not found", name);
+                return;
+        }
+        if (r < 0) {
+                reply_db_error(req, "removing a baseline", &err);
+                return;
+        }
+        vg_info(VG_F("baseline", name, "peer", vg_http_request_peer(req)),
+                "known-good baseline %s removed by %s", name, baseline_actor(req));
+        vg_http_reply_keylime(req, 200, "Success", NULL);
+}
+
+static void on_baseline_history(struct vg_http_request *req, void *userdata)
+{
+        struct vg_verifier *v = userdata;
+        struct vg_journal_entry *e = NULL;
+        struct vg_error err = { 0 };
+        size_t n = 0;
+        int64_t bad = 0;
+        char problem[256] = "";
+
+        if (!check_version(req) || !check_admin(req))
+                return;
+        if (vg_journal_read(v->db, &e, &n, &err) < 0) {
+                reply_db_error(req, "reading the baseline journal", &err);
+                return;
+        }
+        int r = vg_journal_verify(e, n, &bad, problem, sizeof(problem));
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, vg_journal_entry_json(&e[i]));
+        vg_journal_entries_free(e, n);
+        vg_http_reply_keylime(req, 200, "Success",
+                              json_pack("{s:o, s:b, s:o, s:s}", "entries", a, "verified", r == 0,
+                                        "firstBad", r == 0 ? json_null() : json_integer(bad),
+                                        "problem", problem));
+}
+
+static void on_agent_measurements(struct vg_http_request *req, void *userdata)
+{
+        struct vg_verifier *v = userdata;
+        const char *id = agent_param(req);
+        struct vg_measurements m = { 0 };
+        struct vg_error err = { 0 };
+        char when[32];
+        int r;
+
+        if (!id)
+                return;
+        r = agent_quoted(v, id, &m, &err);
+        if (r == -ENOENT) {
+                vg_http_reply_error(req, 404, "agent id not found");
+        } else if (r < 0) {
+                reply_db_error(req, "reading the agent", &err);
+        } else if (m.n == 0) {
+                vg_http_refuse(req, 409, id, "agent %s has no good quote yet", id);
+        } else {
+                struct vg_measurements early = { 0 }, late = { 0 };
+                char boot[24];
+                vg_measurements_filter(&early, &m, vg_pcr_early_boot, NULL);
+                vg_measurements_filter(&late, &m, vg_pcr_late_boot, NULL);
+                vg_rfc3339_ms(m.time_ms, when);
+                snprintf(boot, sizeof(boot), "%lld", (long long)m.boot_counter);
+                vg_http_reply_keylime(req, 200, "Success",
+                                      json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:o*, s:o*}",
+                                                "agentId", id, "time", when, "bootCounter", boot,
+                                                "banks", vg_measurements_banks_json(&m),
+                                                "measurements", vg_measurements_json(&m),
+                                                "earlyBoot", vg_measurements_json(&early),
+                                                "lateBoot", vg_measurements_json(&late)));
+                vg_measurements_clear(&early);
+                vg_measurements_clear(&late);
+        }
+        vg_measurements_clear(&m);
+}
+
+/* Keylime's envelope, with the outcome also at the top level (contract §4). */
+static void relearn_reply(struct vg_http_request *req, int code, const char *status, json_t *res)
+{
+        json_t *o = json_deep_copy(res);
+
+        json_object_set_new(o, "code", json_integer(code));
+        json_object_set_new(o, "status", json_string(status));
+        json_object_set_new(o, "results", res);
+        vg_http_reply_json(req, code, o);
+}
+
+static void on_agent_relearn(struct vg_http_request *req, void *userdata)
+{
+        struct vg_verifier *v = userdata;
+        const char *id = agent_param(req);
+        struct vg_measurements m = { 0 }, previous = { 0 };
+        struct vg_error err = { 0 };
+        _cleanup_free_ char *baseline = NULL, *reason = NULL;
+        const char *event_id = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!id)
+                return;
+        json_auto_t *body = NULL;
+        if (vg_http_request_body(req, &len) && len > 0) {
+                body = vg_http_request_json(req, &err);
+                if (!json_is_object(body)) {
+                        vg_http_refuse(req, 400, id, "body: expected {\"eventId\": \"...\"}%s%s",
+                                       body ? "" : ": ", body ? "" : vg_error_str(&err));
+                        return;
+                }
+                const json_t *e = json_object_get(body, "eventId");
+                if (e && (!json_is_string(e) || json_string_length(e) > 128)) {
+                        vg_http_refuse(req, 400, id, "eventId: expected a string (at most 128)");
+                        return;
+                }
+                event_id = json_string_value(e);
+        }
+        r = agent_quoted(v, id, &m, &err);
+        if (r == -ENOENT) {
+                vg_http_reply_error(req, 404, "agent id not found");
+                goto out;
+        }
+        if (r < 0) {
+                reply_db_error(req, "reading the agent", &err);
+                goto out;
+        }
+        if (m.n == 0) {
+                vg_warn(VG_F("agent", id), "relearn refused: agent %s has no good quote yet", id);
+                relearn_reply(req, 409, "agent has no good quote yet",
+                              json_pack("{s:b, s:s}", "relearned", 0, "reason",
+                                        "the agent has no good quote yet"));
+                goto out;
+        }
+        r = vg_agent_baseline_relearn(v->db, id, &m, baseline_actor(req), event_id, &baseline,
+                                      &previous, &reason, &err);
+        if (r < 0) {
+                reply_db_error(req, "relearning", &err);
+        } else if (r == 0) {
+                vg_warn(VG_F("agent", id), "relearn refused for agent %s: %s", id,
+                        reason ? reason : "");
+                relearn_reply(
+                    req, 409, reason ? reason : "not relearned",
+                    json_pack("{s:b, s:s}", "relearned", 0, "reason", reason ? reason : ""));
+        } else {
+                struct vg_measurements late = { 0 };
+                vg_measurements_filter(&late, &m, vg_pcr_late_boot, NULL);
+                vg_notice(VG_F("agent", id, "baseline", baseline),
+                          "agent %s relearned its late-boot baseline: its measurements equal "
+                          "known-good baseline %s (by %s)",
+                          id, baseline, baseline_actor(req));
+                relearn_reply(req, 200, "Success",
+                              json_pack("{s:b, s:s, s:s, s:o*, s:o*, s:s}", "relearned", 1,
+                                        "baseline", baseline, "agentId", id, "previousMeasurements",
+                                        vg_measurements_json(&previous), "newMeasurements",
+                                        vg_measurements_json(&late), "reason",
+                                        "late boot measurements equal known-good "
+                                        "baseline"));
+                vg_measurements_clear(&late);
+        }
+out:
+        vg_measurements_clear(&m);
+        vg_measurements_clear(&previous);
+}
+
+/* ==== end of baselines =========================================================================
+ */
+
 int vg_cv_api_register(struct vg_verifier *v)
 {
         static const struct {
@@ -1448,6 +1825,14 @@ int vg_cv_api_register(struct vg_verifier *v)
                 { "DELETE", "/v{version}/allowlists/{name}", on_policy_delete },
                 { "GET", "/v{version}/verify/identity", on_verify_identity },
                 { "POST", "/v{version}/verify/evidence", on_verify_evidence },
+                /* baselines (issue 7) */
+                { "GET", "/v{version}/baselines", on_baseline_list },
+                { "GET", "/v{version}/baselines/history", on_baseline_history },
+                { "GET", "/v{version}/baselines/{name}", on_baseline_get },
+                { "POST", "/v{version}/baselines/{name}", on_baseline_post },
+                { "DELETE", "/v{version}/baselines/{name}", on_baseline_delete },
+                { "GET", "/v{version}/agents/{agent_id}/measurements", on_agent_measurements },
+                { "POST", "/v{version}/agents/{agent_id}/relearn", on_agent_relearn },
         };
         int r;
 

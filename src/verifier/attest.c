@@ -138,6 +138,9 @@ int vg_cv_evaluate(const struct vg_cv_evidence *ev, struct vg_cv_verdict *out,
                                   vg_error_str(&err));
                 return 0;
         }
+        /* Baselines: the values of an authentic quote, before any policy judges them. */
+        if (ev->pcrs_out)
+                out->pcrs_saved = vg_measurements_from_pcrs(ev->pcrs_out, &q->pcrs) == 0;
         if (ev->tpm_policy &&
             vg_tpm_policy_check(ev->tpm_policy, &q->pcrs, ev->hash_alg, &st, &err) < 0) {
                 vg_cv_failure_add(f, quote_event_id(st), false, true, NULL, NULL, NULL, UINT64_MAX,

@@ -64,6 +64,8 @@ static const struct vg_store_migration verifier_migrations[] = {
         /* What a failed agent has already had reported, so that a restart does not report it
          * again: {"quote": "<event id>", "entries": [IMA entry numbers]}. */
         { 2, "violations already reported", "ALTER TABLE agents ADD COLUMN reported TEXT;" },
+        /* The latest authentic quote's PCR values (vg_measurements_pack()), for baselines. */
+        { 3, "latest quoted PCR values", "ALTER TABLE agents ADD COLUMN quoted_pcrs BYTEA;" },
 };
 
 #define AGENT_COLUMNS                                                                              \
@@ -72,7 +74,8 @@ static const struct vg_store_migration verifier_migrations[] = {
         "accept_tpm_encryption_algs, accept_tpm_signing_algs, supported_version, hash_alg, "       \
         "enc_alg, sign_alg, verifier_ip, verifier_port, runtime_policy_name, severity_level, "     \
         "last_event_id, attestation_count, last_received_quote, last_successful_attestation, "     \
-        "v_delivered, tpm_clock, tpm_reset_count, tpm_restart_count, ima_state, reported"
+        "v_delivered, tpm_clock, tpm_reset_count, tpm_restart_count, ima_state, reported, "        \
+        "quoted_pcrs"
 
 int vg_cv_db_open(struct vg_verifier *v, struct vg_error *err)
 {
@@ -85,6 +88,8 @@ int vg_cv_db_open(struct vg_verifier *v, struct vg_error *err)
         if (r >= 0)
                 r = vg_store_migrate(v->db, "verifier", verifier_migrations,
                                      VG_ARRAY_SIZE(verifier_migrations), err);
+        if (r >= 0)
+                r = vg_baseline_migrate(v->db, err);
         return r;
 }
 
@@ -126,6 +131,7 @@ void vg_cv_agent_free(struct vg_cv_agent *a)
         free(a->severity_level);
         free(a->last_event_id);
         free(a->reported);
+        vg_measurements_clear(&a->quoted);
         vg_ima_state_free(a->ima);
         vg_tpm_public_free(a->ak);
         vg_tpm_policy_free(a->tpm_policy);
@@ -226,6 +232,11 @@ static int agent_from_row(struct vg_verifier *v, struct vg_stmt *st, struct vg_c
         const char *rep = vg_stmt_column_text(st, 32, NULL);
         if (rep && *rep)
                 load_reported(a, rep);
+        size_t qlen = 0;
+        const void *quoted = vg_stmt_column_blob(st, 33, &qlen);
+        struct vg_error qerr = { 0 };
+        if (quoted && qlen && vg_measurements_unpack(quoted, qlen, &a->quoted, &qerr) < 0)
+                vg_warn(VG_F("agent", a->id), "%s; ignored", vg_error_str(&qerr));
         if (!a->id || !a->ak_tpm) {
                 vg_cv_agent_free(a);
                 return vg_error_set(err, -EBADMSG, "agent row without id or ak_tpm");
@@ -355,6 +366,8 @@ struct vg_cv_snap {
         uint8_t *ima; /* vg_ima_state_save() */
         size_t ima_len;
         char *reported;
+        uint8_t *pcrs; /* vg_measurements_pack() of a->quoted */
+        size_t pcrs_len;
 };
 
 static void snap_clear(struct vg_cv_snap *s)
@@ -368,6 +381,7 @@ static void snap_clear(struct vg_cv_snap *s)
         free(s->last_event_id);
         free(s->ima);
         free(s->reported);
+        free(s->pcrs);
 }
 
 static void snap_free(struct vg_cv_snap *s)
@@ -406,6 +420,8 @@ static struct vg_cv_snap *snap_take(const struct vg_cv_agent *a)
         if (a->ima && vg_ima_state_save(a->ima, &s->ima, &s->ima_len) < 0)
                 s->ima = NULL;
         s->reported = save_reported(a);
+        if (a->quoted.n && vg_measurements_pack(&a->quoted, &s->pcrs, &s->pcrs_len) < 0)
+                s->pcrs = NULL;
         if (!s->id) {
                 snap_free(s);
                 return NULL;
@@ -486,7 +502,7 @@ static int write_state(struct vg_store *db, struct vg_stmt **stp, const struct v
                                      "last_received_quote = $10, last_successful_attestation = "
                                      "$11, v_delivered = $12, tpm_clock = $13, tpm_reset_count = "
                                      "$14, tpm_restart_count = $15, ima_state = $16, "
-                                     "reported = $17 WHERE agent_id = $1",
+                                     "reported = $17, quoted_pcrs = $18 WHERE agent_id = $1",
                                      stp, err);
                 if (r < 0)
                         return r;
@@ -517,6 +533,10 @@ static int write_state(struct vg_store *db, struct vg_stmt **stp, const struct v
         }
         bind_text_or_null(st, 16, ima);
         bind_text_or_null(st, 17, a->reported);
+        if (a->pcrs)
+                vg_stmt_bind_blob(st, 18, a->pcrs, a->pcrs_len);
+        else
+                vg_stmt_bind_null(st, 18);
         return vg_stmt_exec(st, err);
 }
 

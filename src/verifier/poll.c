@@ -476,9 +476,14 @@ static void on_quote(struct vg_http_response *resp, const struct vg_error *err, 
                 .ima_first_entry = first,
                 .ima_requested = a->ima_policy != NULL,
                 .fail_on_violations = !v->o.ignore_tomtou_errors,
+                .pcrs_out = &a->quoted,
         };
         struct vg_cv_verdict vd;
         int er = vg_cv_evaluate(&ev, &vd, &f);
+        if (vd.pcrs_saved) { /* written with the state (db.c) */
+                a->quoted.time_ms = (int64_t)(vg_cv_now() * 1000);
+                a->quoted.boot_counter = vd.clock.reset_count;
+        }
         /* Keylime's "good N" counts the whole list; the entries before this batch were good. */
         f.ima_counts.good += first;
         if (er < 0) {

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "baseline.h"
 #include "cleanup.h"
 #include "config.h"
 #include "error.h"
@@ -105,6 +106,9 @@ struct vg_cv_evidence {
         uint64_t ima_first_entry;
         bool ima_requested; /* a runtime policy is set: PCR 10 was asked for */
         bool fail_on_violations;
+        /* Baselines: receives the PCR values of an authentic quote (signature, nonce, digest,
+         * clock, PCR 16 checked), whatever the policies then say. May be NULL. */
+        struct vg_measurements *pcrs_out;
 };
 
 struct vg_cv_verdict {
@@ -113,6 +117,7 @@ struct vg_cv_verdict {
         bool ima_pcr_matched; /* the quoted PCR 10 was reached */
         bool reboot;          /* reset/restart counter moved against prev_clock */
         bool ima_skipped;     /* reboot seen with a list from the old position: not checked */
+        bool pcrs_saved;      /* pcrs_out was filled */
         struct vg_clock_info clock;
         struct vg_ima_result ima;
 };
@@ -227,6 +232,7 @@ struct vg_cv_agent {
         bool have_clock;
         struct vg_clock_info clock;
         struct vg_ima_state *ima;
+        struct vg_measurements quoted; /* the latest authentic quote's PCR values (baselines) */
         /* derived once */
         struct vg_tpm_public *ak;
         struct vg_tpm_policy *tpm_policy;
