@@ -477,7 +477,9 @@ int vg_ievent_validate(const json_t *ev, struct vg_ievent_info *info, struct vg_
                 return r;
         if ((r = find_report(ev, "event", &info->kind, err)) < 0)
                 return r;
-        if ((r = check_report(info->kind, json_object_get(ev, kind_names[info->kind]), false,
+        /* GCE's late-boot reports carry PCR 0 and 7 too: converted ones keep them */
+        bool gce = strcmp(json_string_value(json_object_get(ev, "verifierId")), "gce") == 0;
+        if ((r = check_report(info->kind, json_object_get(ev, kind_names[info->kind]), gce,
                               &info->passed, err)) < 0)
                 return r;
         info->event_id = json_string_value(json_object_get(ev, "eventId"));
