@@ -14,7 +14,7 @@ static struct vg_evlog *load_log(const char *name)
 {
         struct vg_error err = { 0 };
         struct vg_evlog *log = NULL;
-        char *path = tap_shared_data(tap_keep(tap_strf("eventlog/%s", name)));
+        char *path = tap_keep(tap_shared_data(tap_keep(tap_strf("eventlog/%s", name))));
 
         if (vg_evlog_load(path, &log, &err) < 0)
                 tap_bail("%s: %s", name, vg_error_str(&err));
@@ -130,7 +130,7 @@ static void test_reader(void)
         struct vg_mb_policy *p = NULL;
         json_t *back, *orig;
         json_error_t jerr;
-        const char *path = tap_shared_data("policy/keylime-example-mb-refstate.json");
+        const char *path = tap_keep(tap_shared_data("policy/keylime-example-mb-refstate.json"));
 
         is_int(vg_mb_policy_load(path, &p, &err), 0,
                "Keylime's example_reference_state.json loads");
@@ -419,8 +419,9 @@ static void test_modified_logs(void)
                 struct vg_mb_policy *ex = NULL;
                 struct vg_error err = { 0 };
 
-                vg_mb_policy_load(tap_shared_data("policy/keylime-example-mb-refstate.json"), &ex,
-                                  &err);
+                vg_mb_policy_load(
+                    tap_keep(tap_shared_data("policy/keylime-example-mb-refstate.json")), &ex,
+                    &err);
                 f = ex ? evaluate(ex, log, &n) : "";
                 ok(ex && n > 5,
                    "Keylime's example refstate (an Ubuntu OVMF VM) fails the RHEL "
@@ -473,7 +474,7 @@ static void test_unattestable(void)
 static void test_cli(void)
 {
         const char *cli = getenv("VIGIL_CLI");
-        char *dir = tap_tmpdir(), *out = tap_keep(tap_strf("%s/mb.json", dir)), *o = NULL;
+        char *dir = tap_keep(tap_tmpdir()), *out = tap_keep(tap_strf("%s/mb.json", dir)), *o = NULL;
         struct vg_mb_policy *p = NULL;
         struct vg_error err = { 0 };
         int st;
@@ -481,14 +482,15 @@ static void test_cli(void)
         if (!cli)
                 tap_bail("VIGIL_CLI is not set (run the tests through meson test)");
         st = tap_runl(&o, cli, "policy", "create", "measured-boot", "--eventlog",
-                      tap_shared_data("eventlog/keylime-rhel95-secureboot.bin"), "-o", out, NULL);
+                      tap_keep(tap_shared_data("eventlog/keylime-rhel95-secureboot.bin")), "-o",
+                      out, NULL);
         is_int(st, 0, "vigil policy create measured-boot exits 0 on the RHEL 9.5 log");
         free(o);
         is_int(vg_mb_policy_load(out, &p, &err), 0, "and writes a refstate vigil reads back");
         vg_mb_policy_free(p);
 
         st = tap_runl(&o, cli, "policy", "create", "measured-boot", "-e",
-                      tap_shared_data("eventlog/inspur.bin"), "-i", "-o", out, NULL);
+                      tap_keep(tap_shared_data("eventlog/inspur.bin")), "-i", "-o", out, NULL);
         is_int(st, 1, "on a log its own policy fails, it exits 1");
         contains(o, "does not pass the log it came from", "saying the policy fails its log");
         contains(o, "PCR 0: event 2 EV_POST_CODE", "listing the failures");
