@@ -494,7 +494,7 @@ int vg_outbox_new(struct event_base *base, struct vg_store *db, const struct vg_
         if (cfg)
                 ob->cfg = *cfg;
         if (!ob->cfg.batch_size)
-                ob->cfg.batch_size = 500;
+                ob->cfg.batch_size = 1000;
         if (!ob->cfg.backoff_min_ms)
                 ob->cfg.backoff_min_ms = 500;
         if (!ob->cfg.backoff_max_ms)

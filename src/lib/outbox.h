@@ -39,7 +39,7 @@ struct vg_sink;
 
 /* Zero fields take the defaults in brackets. */
 struct vg_outbox_config {
-        unsigned batch_size;       /* events per read and per sink delivery [500] */
+        unsigned batch_size;       /* events per read and per sink delivery [1000] */
         unsigned backoff_min_ms;   /* first retry after a failure [500] */
         unsigned backoff_max_ms;   /* cap of the doubling [30000] */
         unsigned poll_ms;          /* look for events other connections appended [1000] */
