@@ -15,6 +15,10 @@
 #include "eventlog.h"
 #include "tap.h"
 
+/* strings the harness frees at tap_done() */
+#define KS(...) tap_keep(tap_strf(__VA_ARGS__))
+#define SD(rel) tap_keep(tap_shared_data(rel))
+
 struct tpm2_pcr {
         char bank[16];
         unsigned pcr;
@@ -156,7 +160,7 @@ static void sha_extend(const char *md, uint8_t *pcr, size_t n, const uint8_t *d)
 
 static void test_shared_logs(const char *cli, const char *tmp)
 {
-        char *dir = tap_shared_data("eventlog");
+        char *dir = SD("eventlog");
         struct dirent **names;
         int n = scandir(dir, &names, NULL, alphasort), n_bin = 0, n_compared = 0;
 
@@ -166,7 +170,7 @@ static void test_shared_logs(const char *cli, const char *tmp)
                 size_t fl = strlen(fn);
                 if (fn[0] == '.')
                         goto next;
-                char *path = tap_strf("%s/%s", dir, fn);
+                char *path = KS("%s/%s", dir, fn);
                 if (fl > 5 && strcmp(fn + fl - 5, ".json") == 0) {
                         /* go-attestation's Windows quote vector: a SHA-1 log with the quoted
                          * PCRs 0-23 */
@@ -297,8 +301,7 @@ static void test_shared_logs(const char *cli, const char *tmp)
 static void test_startup_locality(const char *tmp)
 {
         size_t len;
-        uint8_t *raw =
-            read_bytes(tap_shared_data("eventlog/tpm2tools-event-gce-ubuntu-2104-log.bin"), &len);
+        uint8_t *raw = read_bytes(SD("eventlog/tpm2tools-event-gce-ubuntu-2104-log.bin"), &len);
         struct vg_evlog *log = NULL, *l3 = NULL;
         struct vg_error err = { 0 };
 
@@ -395,8 +398,7 @@ out:
 static void test_malformed(void)
 {
         size_t len;
-        uint8_t *raw =
-            read_bytes(tap_shared_data("eventlog/tpm2tools-event-gce-ubuntu-2104-log.bin"), &len);
+        uint8_t *raw = read_bytes(SD("eventlog/tpm2tools-event-gce-ubuntu-2104-log.bin"), &len);
         struct vg_evlog *log = NULL, *t = NULL;
         struct vg_error err = { 0 };
         int r;
@@ -499,7 +501,7 @@ static void test_malformed(void)
         free(raw);
 
         /* the SHA-1-only log: parses as such; truncated it names the event */
-        raw = read_bytes(tap_shared_data("eventlog/tpm2tools-event-uefi-sha1-log.bin"), &len);
+        raw = read_bytes(SD("eventlog/tpm2tools-event-uefi-sha1-log.bin"), &len);
         r = vg_evlog_parse(raw, len, &log, &err);
         ok(r == 0 && log->format == VG_EVLOG_FORMAT_SHA1 && log->n_algs == 1 &&
                log->events[0].type == VG_EV_S_CRTM_VERSION,
@@ -507,7 +509,7 @@ static void test_malformed(void)
            log ? log->n_events : 0);
         r = vg_evlog_parse(raw, len - 3, &t, &err);
         ok(r == -EINVAL && strstr(err.msg, "exceeds the") &&
-               strstr(err.msg, tap_strf("event %zu at offset", log->n_events - 1)),
+               strstr(err.msg, KS("event %zu at offset", log->n_events - 1)),
            "a truncated SHA-1 log: %s", err.msg);
         vg_evlog_free(log);
         free(raw);
@@ -521,8 +523,7 @@ static bool is_pcr4_bsa(const struct vg_evlog_event *ev)
 static void test_replay_check(void)
 {
         size_t len;
-        uint8_t *raw =
-            read_bytes(tap_shared_data("eventlog/tpm2tools-event-gce-ubuntu-2104-log.bin"), &len);
+        uint8_t *raw = read_bytes(SD("eventlog/tpm2tools-event-gce-ubuntu-2104-log.bin"), &len);
         struct vg_evlog *log = NULL, *mod = NULL;
         struct vg_evlog_pcrs pcrs;
         struct vg_error err = { 0 };
@@ -556,9 +557,9 @@ static void test_replay_check(void)
            "%" PRIu32,
            st[ns - 2].event);
         contains(err.msg,
-                 tap_strf("PCR 4 sha256: replay %s, expected %s; the expected value is "
-                          "reached after event %" PRIu32,
-                          hexs(st[ns - 1].value, 32), hexs(st[ns - 2].value, 32), st[ns - 2].event),
+                 KS("PCR 4 sha256: replay %s, expected %s; the expected value is "
+                    "reached after event %" PRIu32,
+                    hexs(st[ns - 1].value, 32), hexs(st[ns - 2].value, 32), st[ns - 2].event),
                  "the error names the PCR, bank, both values and the last agreeing event");
         free(mm);
         want[0].digest[0] ^= 1;
@@ -566,9 +567,8 @@ static void test_replay_check(void)
         want[0].digest[5] ^= 0x55;
         r = vg_evlog_replay_check(log, want, 2, &mm, &n_mm, &err);
         contains(err.msg,
-                 tap_strf("extend it, the last is event %" PRIu32
-                          " (EV_EFI_BOOT_SERVICES_APPLICATION)",
-                          st[ns - 1].event),
+                 KS("extend it, the last is event %" PRIu32 " (EV_EFI_BOOT_SERVICES_APPLICATION)",
+                    st[ns - 1].event),
                  "an unreachable value: the error names the number and the last PCR 4 event");
         ok(r == -EBADMSG && mm[0].agreed_after_event == -1 && mm[0].n_events == ns,
            "no prefix agrees");
@@ -650,7 +650,7 @@ static void test_replay_check(void)
         free(raw);
 
         /* systemd-boot: UTF-16 command line */
-        raw = read_bytes(tap_shared_data("eventlog/tpm2tools-event-sd-boot-fedora37.bin"), &len);
+        raw = read_bytes(SD("eventlog/tpm2tools-event-sd-boot-fedora37.bin"), &len);
         vg_evlog_parse(raw, len, &log, &err);
         found = false;
         for (size_t e = 0; log && e < log->n_events && !found; e++) {
@@ -666,7 +666,7 @@ static void test_replay_check(void)
         free(raw);
 
         /* keylime's Secure Boot log: enabled, authorities with subjects */
-        raw = read_bytes(tap_shared_data("eventlog/keylime-rhel95-secureboot.bin"), &len);
+        raw = read_bytes(SD("eventlog/keylime-rhel95-secureboot.bin"), &len);
         vg_evlog_parse(raw, len, &log, &err);
         vg_evlog_secureboot(log, &sb, &err);
         ok(sb.secure_boot == 1 && sb.n_authorities >= 3 && sb.dbx.n_sha256 > 0,
@@ -683,8 +683,7 @@ static void test_replay_check(void)
 
 static void test_cli(const char *cli)
 {
-        char *out = NULL,
-             *gce = tap_shared_data("eventlog/tpm2tools-event-gce-ubuntu-2104-log.bin");
+        char *out = NULL, *gce = SD("eventlog/tpm2tools-event-gce-ubuntu-2104-log.bin");
         is_int(tap_runl(&out, cli, "eventlog", "replay", gce, "--pcrs", "0,4,7", "--bank", "sha256",
                         NULL),
                0, "replay --pcrs 0,4,7 --bank sha256");
@@ -701,7 +700,7 @@ static void test_cli(const char *cli)
         is_int(tap_runl(&out, cli, "eventlog", "replay", "/nonexistent", NULL), 1,
                "a missing file exits 1");
         tap_keep(out);
-        char *bad = tap_strf("%s/bad.bin", tap_tmpdir());
+        char *bad = KS("%s/bad.bin", tap_keep(tap_tmpdir()));
         size_t len;
         uint8_t *raw = read_bytes(gce, &len);
         write_bytes(bad, raw, 1000);
@@ -721,7 +720,7 @@ static void test_cli(const char *cli)
 int main(void)
 {
         const char *cli = getenv("VIGIL_CLI");
-        char *tmp = tap_tmpdir();
+        char *tmp = tap_keep(tap_tmpdir());
 
         if (!cli)
                 tap_bail("VIGIL_CLI is not set");
