@@ -1,0 +1,2 @@
+/* vigil-verifier: boot (placeholder: being written). */
+#include <stddef.h>

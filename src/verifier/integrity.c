@@ -1,0 +1,2 @@
+/* vigil-verifier: integrity (placeholder: being written). */
+#include <stddef.h>
