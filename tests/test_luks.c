@@ -14,6 +14,7 @@
 
 #include "luks.h"
 #include "swtpm.h"
+#include "tang_peers.h"
 #include "tap.h"
 
 /* Run a shell snippet with V (vigil), W (work dir), the URLs and the images in the
@@ -34,28 +35,6 @@ static bool mkimg(const char *name)
 
         free(cmd);
         return r == 0;
-}
-
-static pid_t start_vigil(const char *vt, const char *db, int port)
-{
-        char *listen = tap_strf("127.0.0.1:%d", port);
-        char *const argv[] = { (char *)vt, "-f", "--jwkdir", (char *)db, "--listen", listen, NULL };
-        pid_t pid = tap_spawn(argv);
-
-        free(listen);
-        return pid;
-}
-
-static pid_t start_tangd(const char *db, int port)
-{
-        char *exec = tap_strf("EXEC:/usr/libexec/tangd %s", db);
-        char *lst = tap_strf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", port);
-        char *const argv[] = { "socat", lst, exec, NULL };
-        pid_t pid = tap_spawn(argv);
-
-        free(exec);
-        free(lst);
-        return pid;
 }
 
 static int free_port_not(int a, int b)
@@ -171,9 +150,9 @@ int main(void)
         if (sh(NULL, "mkdir \"$W/dba\" \"$W/dbb\" \"$W/dbc\" && \"$V\" tang keygen \"$W/dba\" && "
                      "\"$V\" tang keygen \"$W/dbc\" && /usr/libexec/tangd-keygen \"$W/dbb\"") != 0)
                 tap_bail("cannot make the Tang keys");
-        va = start_vigil(vt, dba, pa);
-        tb = start_tangd(dbb, pb);
-        vc = start_vigil(vt, dbc, pc);
+        va = tap_tang_start_vigil(vt, dba, pa);
+        tb = tap_tang_start_tangd(dbb, pb);
+        vc = tap_tang_start_vigil(vt, dbc, pc);
         ok(tap_wait_http(pa, "/adv") && tap_wait_http(pb, "/adv") && tap_wait_http(pc, "/adv"),
            "three Tang servers: vigil-tang %s, tangd %s, vigil-tang %s", url_a, url_b, url_c);
 

@@ -15,6 +15,7 @@
 
 #include "encoding.h"
 #include "jwe.h"
+#include "tang_peers.h"
 #include "tap.h"
 
 static int sh(char **out, const char *script)
@@ -28,40 +29,6 @@ static double now_s(void)
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static char *thp_of(const char *out, const char *role)
-{
-        for (const char *l = out; l && *l;) {
-                const char *sp = strchr(l, ' '), *nl = strchr(l, '\n');
-
-                if (sp && (!nl || sp < nl) && strncmp(sp + 1, role, strlen(role)) == 0)
-                        return strndup(l, (size_t)(sp - l));
-                l = nl ? nl + 1 : NULL;
-        }
-        return NULL;
-}
-
-static pid_t start_vigil(const char *vt, const char *db, int port)
-{
-        char *listen = tap_strf("127.0.0.1:%d", port);
-        char *const argv[] = { (char *)vt, "-f", "--jwkdir", (char *)db, "--listen", listen, NULL };
-        pid_t pid = tap_spawn(argv);
-
-        free(listen);
-        return pid;
-}
-
-static pid_t start_tangd(const char *db, int port)
-{
-        char *exec = tap_strf("EXEC:/usr/libexec/tangd %s", db);
-        char *lst = tap_strf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", port);
-        char *const argv[] = { "socat", lst, exec, NULL };
-        pid_t pid = tap_spawn(argv);
-
-        free(exec);
-        free(lst);
-        return pid;
 }
 
 /* A listening socket that is never accepted from: connections succeed, requests hang. */
@@ -194,12 +161,13 @@ int main(void)
                 cmd = tap_strf("mkdir -p \"$DB\" && \"$VIGIL_CLI\" tang keygen \"$DB\"");
                 if (sh(&out, cmd) != 0)
                         tap_bail("vigil tang keygen failed: %s", out);
-                sig[i] = thp_of(out, "signing");
-                exc[i] = thp_of(out, "exchange");
+                sig[i] = tap_tang_thp_of(out, "signing");
+                exc[i] = tap_tang_thp_of(out, "exchange");
                 free(out);
                 free(cmd);
                 /* server 0 is tangd (under socat), 1 and 2 are vigil-tang */
-                pid[i] = i == 0 ? start_tangd(db[i], port[i]) : start_vigil(vt, db[i], port[i]);
+                pid[i] = i == 0 ? tap_tang_start_tangd(db[i], port[i])
+                                : tap_tang_start_vigil(vt, db[i], port[i]);
                 if (!tap_wait_http(port[i], "/adv"))
                         tap_bail("server %d does not answer on %s", i, url[i]);
                 setenv(i == 0 ? "U0" : i == 1 ? "U1" : "U2", url[i], 1);
@@ -482,7 +450,7 @@ int main(void)
                 free(out);
                 setenv("VIGIL_TANG_SERVER_CERT", tap_keep(tap_strf("%s/srv.pem", dir)), 1);
                 setenv("VIGIL_TANG_SERVER_KEY", tap_keep(tap_strf("%s/srv.key", dir)), 1);
-                spid = start_vigil(vt, db[1], sport);
+                spid = tap_tang_start_vigil(vt, db[1], sport);
                 unsetenv("VIGIL_TANG_SERVER_CERT");
                 unsetenv("VIGIL_TANG_SERVER_KEY");
                 setenv("US", tap_keep(tap_strf("https://127.0.0.1:%d", sport)), 1);

@@ -13,47 +13,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tang_peers.h"
 #include "tap.h"
 
 /* Run a shell snippet with W, DB, TDB, URL, TURL and VIGIL_CLI in the environment. */
 static int sh(char **out, const char *script)
 {
         return tap_runl(out, "/bin/sh", "-c", script, NULL);
-}
-
-/* The thumbprint on the line "<thp> <role>..." of keygen/rotate/show-keys output, or NULL. */
-static char *thp_of(const char *out, const char *role)
-{
-        for (const char *l = out; l && *l;) {
-                const char *sp = strchr(l, ' '), *nl = strchr(l, '\n');
-
-                if (sp && (!nl || sp < nl) && strncmp(sp + 1, role, strlen(role)) == 0)
-                        return strndup(l, (size_t)(sp - l));
-                l = nl ? nl + 1 : NULL;
-        }
-        return NULL;
-}
-
-static pid_t start_vigil(const char *vt, const char *db, int port)
-{
-        char *listen = tap_strf("127.0.0.1:%d", port);
-        char *const argv[] = { (char *)vt, "-f", "--jwkdir", (char *)db, "--listen", listen, NULL };
-        pid_t pid = tap_spawn(argv);
-
-        free(listen);
-        return pid;
-}
-
-static pid_t start_tangd(const char *db, int port)
-{
-        char *exec = tap_strf("EXEC:/usr/libexec/tangd %s", db);
-        char *lst = tap_strf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", port);
-        char *const argv[] = { "socat", lst, exec, NULL };
-        pid_t pid = tap_spawn(argv);
-
-        free(exec);
-        free(lst);
-        return pid;
 }
 
 static bool wait_down(int port)
@@ -105,8 +71,8 @@ int main(void)
         /* ---- 1. The guide's rotation procedure through vigil tang. ---- */
         is_int(sh(&out, "mkdir -p \"$DB\" && \"$VIGIL_CLI\" tang keygen \"$DB\""), 0,
                "vigil tang keygen DB");
-        s_old = thp_of(out, "signing");
-        e_old = thp_of(out, "exchange");
+        s_old = tap_tang_thp_of(out, "signing");
+        e_old = tap_tang_thp_of(out, "exchange");
         ok(s_old && e_old, "keygen names a signing and an exchange key");
         free(out);
         if (!s_old || !e_old)
@@ -114,7 +80,7 @@ int main(void)
         setenv("S_OLD", s_old, 1);
         setenv("E_OLD", e_old, 1);
 
-        vpid = start_vigil(vt, db, port);
+        vpid = tap_tang_start_vigil(vt, db, port);
         ok(tap_wait_http(port, "/adv"), "vigil-tang answers on %s", url);
         is_int(sh(&out, "echo plaintext | clevis encrypt tang \"{\\\"url\\\":\\\"$URL\\\"}\" -y "
                         "> \"$W/old.jwe\" && clevis decrypt < \"$W/old.jwe\""),
@@ -126,8 +92,8 @@ int main(void)
         free(out);
 
         is_int(sh(&out, "\"$VIGIL_CLI\" tang rotate \"$DB\""), 0, "vigil tang rotate DB");
-        s_new = thp_of(out, "signing");
-        e_new = thp_of(out, "exchange");
+        s_new = tap_tang_thp_of(out, "signing");
+        e_new = tap_tang_thp_of(out, "exchange");
         ok(s_new && e_new && strcmp(s_new, s_old) != 0 && strcmp(e_new, e_old) != 0,
            "rotate names a new signing and a new exchange key");
         free(out);
@@ -267,7 +233,7 @@ int main(void)
         is_int(sh(NULL, "mkdir -p \"$TDB\" && /usr/libexec/tangd-keygen \"$TDB\" >/dev/null 2>&1; "
                         "ls \"$TDB\"/*.jwk | wc -l | grep -qx 2"),
                0, "tangd-keygen made tangd's keys");
-        tpid = start_tangd(tdb, tport);
+        tpid = tap_tang_start_tangd(tdb, tport);
         ok(tap_wait_http(tport, "/adv"), "tangd under socat answers on %s", turl);
         is_int(sh(&out, "echo one | clevis encrypt sss "
                         "\"{\\\"t\\\":1,\\\"pins\\\":{\\\"tang\\\":[{\\\"url\\\":\\\"$URL\\\"},"
@@ -287,7 +253,7 @@ int main(void)
         ok(sh(&out, "clevis decrypt < \"$W/t2.jwe\"") != 0, "t=2 fails with tangd down");
         free(out);
 
-        tpid = start_tangd(tdb, tport);
+        tpid = tap_tang_start_tangd(tdb, tport);
         ok(tap_wait_http(tport, "/adv"), "tangd restarted");
         tap_stop(&vpid);
         ok(wait_down(port), "vigil-tang stopped");
@@ -298,7 +264,7 @@ int main(void)
         ok(sh(&out, "clevis decrypt < \"$W/t2.jwe\"") != 0, "t=2 fails with vigil-tang down");
         free(out);
 
-        vpid = start_vigil(vt, db, port);
+        vpid = tap_tang_start_vigil(vt, db, port);
         ok(tap_wait_http(port, "/adv"), "vigil-tang restarted");
         is_int(sh(&out, "clevis decrypt < \"$W/t2.jwe\""), 0, "t=2 decrypts with both up");
         is_str(out, "two\n", "with the plaintext");
