@@ -15,6 +15,7 @@
 #include "encoding.h"
 #include "hash.h"
 #include "http_server.h"
+#include "integrity.h"
 #include "log.h"
 #include "store.h"
 #include "tpm_public.h"
@@ -1788,6 +1789,8 @@ static void on_agent_relearn(struct vg_http_request *req, void *userdata)
                           "agent %s relearned its late-boot baseline: its measurements equal "
                           "known-good baseline %s (by %s)",
                           id, baseline, baseline_actor(req));
+                vg_cv_integrity_relearned(v, id, baseline, &previous, &m, baseline_actor(req),
+                                          event_id); /* the relearnEvent (integrity.c) */
                 relearn_reply(req, 200, "Success",
                               json_pack("{s:b, s:s, s:s, s:o*, s:o*, s:s}", "relearned", 1,
                                         "baseline", baseline, "agentId", id, "previousMeasurements",

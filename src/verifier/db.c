@@ -11,6 +11,7 @@
 #include <openssl/err.h>
 
 #include "encoding.h"
+#include "integrity.h"
 #include "log.h"
 #include "store.h"
 #include "tls.h"
@@ -794,6 +795,7 @@ int vg_cv_agent_prepare(struct vg_verifier *v, struct vg_cv_agent *a, struct vg_
                 }
                 a->mask |= 1u << VG_PCR_IMA;
         }
+        a->mask |= vg_cv_integrity_mask(v); /* boot PCRs for the baselines (integrity.c) */
         if (vg_hash_alg_from_name(a->hash_alg_s && *a->hash_alg_s ? a->hash_alg_s : "sha256",
                                   &a->hash_alg) < 0)
                 a->hash_alg = VG_HASH_SHA256;

@@ -40,6 +40,7 @@
 
 #include "encoding.h"
 #include "http_client.h"
+#include "integrity.h"
 #include "log.h"
 #include "payload.h"
 #include "tpm_public.h"
@@ -199,8 +200,10 @@ static void handle_failure(struct vg_cv_agent *a, struct vg_cv_failure *f)
                                  e->id);
                 if (!worst || e->severity > worst->severity) /* the first, the cause */
                         worst = e;
+                e->fresh = true;
                 fresh++;
         }
+        vg_cv_integrity_runtime(a, f); /* the fresh IMA failures as a runtimeReportEvent */
         if (f->ima_checked &&
             (f->ima_counts.template_hash || f->ima_counts.fnf || f->ima_counts.hash || fresh))
                 if (fresh)
@@ -483,6 +486,7 @@ static void on_quote(struct vg_http_response *resp, const struct vg_error *err, 
         if (vd.pcrs_saved) { /* written with the state (db.c) */
                 a->quoted.time_ms = (int64_t)(vg_cv_now() * 1000);
                 a->quoted.boot_counter = vd.clock.reset_count;
+                vg_cv_integrity_quote(a); /* a new boot is evaluated against its baseline */
         }
         /* Keylime's "good N" counts the whole list; the entries before this batch were good. */
         f.ima_counts.good += first;

@@ -10,6 +10,7 @@
 
 #include "http_client.h"
 #include "http_server.h"
+#include "integrity.h"
 #include "log.h"
 #include "store.h"
 #include "tls.h"
@@ -193,6 +194,8 @@ int vg_verifier_new(struct event_base *base, const struct vg_config *cfg, struct
                 return r;
         if ((r = vg_cv_db_open(v, err)) < 0 || (r = vg_cv_db_load_agents(v, err)) < 0)
                 return r;
+        if ((r = vg_cv_integrity_new(v, err)) < 0) /* the outbox and its sinks */
+                return r;
 
         struct vg_http_server_config sc = {
                 .address = vg_config_string(cfg, "ip"),
@@ -275,6 +278,7 @@ void vg_verifier_free(struct vg_verifier *v)
         pthread_mutex_destroy(&v->snap_lock);
         vg_ima_policy_cache_free(v->policies);
         EVP_PKEY_free(v->revocation_key);
+        vg_cv_integrity_free(v); /* after the workers: appends what they handed over */
         vg_store_close(v->db);
         free(v);
 }

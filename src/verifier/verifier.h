@@ -66,6 +66,7 @@ struct vg_cv_event {
         enum vg_cv_severity severity;
         bool recoverable;
         bool quote_level; /* the evidence itself is not trusted (INVALID_QUOTE) */
+        bool fresh;       /* reported now, not before (handle_failure; integrity.c) */
 };
 
 /* A list of events produced by one evaluation. */
@@ -233,6 +234,7 @@ struct vg_cv_agent {
         struct vg_clock_info clock;
         struct vg_ima_state *ima;
         struct vg_measurements quoted; /* the latest authentic quote's PCR values (baselines) */
+        uint64_t integrity_boot;       /* integrity.c: boot counter + 1 handed over (owner) */
         /* derived once */
         struct vg_tpm_public *ak;
         struct vg_tpm_policy *tpm_policy;
@@ -305,6 +307,8 @@ struct vg_verifier {
         struct event *flush_ev;
         uint64_t flushes;             /* transactions written */
         struct vg_cv_notice *notices; /* notifications in flight (notify.c) */
+        /* integrity events and boot baselines (integrity.c) */
+        struct vg_cv_integrity *integrity;
 };
 
 /* db.c */
