@@ -298,6 +298,8 @@ enum {
         O_RUNTIME_POLICY_SIG_KEY,
         O_RUNTIME_POLICY_CHECKSUM,
         O_TPM_POLICY,
+        O_MB_POLICY,
+        O_MB_POLICY_NAME,
         O_VERIFY,
         O_AGENT_API,
         O_CONFIG,
@@ -332,6 +334,9 @@ static const struct {
         { NULL, "--runtime-policy-sig-key", true, O_RUNTIME_POLICY_SIG_KEY },
         { NULL, "--runtime-policy-checksum", true, O_RUNTIME_POLICY_CHECKSUM },
         { NULL, "--tpm_policy", true, O_TPM_POLICY },
+        { NULL, "--mb-policy", true, O_MB_POLICY },
+        { NULL, "--mb_refstate", true, O_MB_POLICY },
+        { NULL, "--mb-policy-name", true, O_MB_POLICY_NAME },
         { NULL, "--verify", false, O_VERIFY },
         { NULL, "--agent-api-version", true, O_AGENT_API },
         { NULL, "--supported-version", true, O_AGENT_API },
@@ -356,6 +361,11 @@ static const char *const commands[] = {
         "deleteruntimepolicy",
         "updateruntimepolicy",
         "listruntimepolicy",
+        "addmbpolicy",
+        "showmbpolicy",
+        "deletembpolicy",
+        "updatembpolicy",
+        "listmbpolicy",
 };
 
 static void usage(FILE *out)
@@ -380,6 +390,8 @@ static void usage(FILE *out)
                 "  addruntimepolicy, updateruntimepolicy, showruntimepolicy,\n"
                 "  deleteruntimepolicy, listruntimepolicy\n"
                 "                       named runtime policies on the verifier\n"
+                "  addmbpolicy, updatembpolicy, showmbpolicy, deletembpolicy,\n"
+                "  listmbpolicy         named measured boot policies (refstates)\n"
                 "\n"
                 "Options:\n"
                 "  -u, --uuid UUID                agent (default " TENANT_DEFAULT_UUID ")\n"
@@ -402,6 +414,8 @@ static void usage(FILE *out)
                 "  --runtime-policy-sig-key FILE  key that signed the runtime policy\n"
                 "  --runtime-policy-checksum HEX  SHA-256 the runtime policy must have\n"
                 "  --tpm_policy JSON              PCR values ({\"15\": [\"hex\"]})\n"
+                "  --mb-policy FILE               measured boot policy (refstate JSON)\n"
+                "  --mb-policy-name NAME          named measured boot policy on the verifier\n"
                 "  --verify                       wait until the agent derived the key\n"
                 "  --agent-api-version VER        agent API version instead of negotiating\n"
                 "  --push-model                   refused: vigil agents are pulled\n"
@@ -537,6 +551,12 @@ static int parse_args(int argc, char **argv, struct tenant_args *a, const char *
                 case O_TPM_POLICY:
                         a->tpm_policy = value;
                         break;
+                case O_MB_POLICY:
+                        a->mb_policy = value;
+                        break;
+                case O_MB_POLICY_NAME:
+                        a->mb_policy_name = value;
+                        break;
                 case O_VERIFY:
                         a->verify = true;
                         break;
@@ -566,6 +586,7 @@ static int check_args(struct tenant_args *a)
                                        "only");
         bool needs_uuid = strstr(a->command, "list") == NULL &&
                           strstr(a->command, "runtimepolicy") == NULL &&
+                          strstr(a->command, "mbpolicy") == NULL &&
                           strcmp(a->command, "bulkinfo") != 0;
 
         if (!a->uuid && needs_uuid)
@@ -696,6 +717,7 @@ static void tenant_clear(struct tenant *t)
         free(t->tpm_policy);
         free(t->runtime_policy_b64);
         free(t->runtime_policy_key);
+        free(t->mb_policy);
         vg_config_free(t->cfg);
 }
 
@@ -739,6 +761,8 @@ int cmd_tenant(int argc, char **argv)
                 r = tenant_cmd_cvlist(&t, true);
         else if (strcmp(c, "reactivate") == 0)
                 r = tenant_cmd_reactivate(&t);
+        else if (strstr(c, "mbpolicy"))
+                r = tenant_cmd_mb_policy(&t, c);
         else
                 r = tenant_cmd_runtime_policy(&t, c);
         tenant_clear(&t);

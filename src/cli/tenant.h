@@ -27,6 +27,7 @@ struct tenant_args {
         const char *runtime_policy, *runtime_policy_name, *runtime_policy_sig_key,
             *runtime_policy_checksum;
         const char *tpm_policy;
+        const char *mb_policy, *mb_policy_name; /* --mb-policy FILE, --mb-policy-name */
         const char *agent_api_version;
         bool verify, push_model, no_verifier_check;
 };
@@ -62,6 +63,7 @@ struct tenant {
         char *tpm_policy;         /* normalised JSON text */
         char *runtime_policy_b64; /* "" when none */
         char *runtime_policy_key; /* b64 of --runtime-policy-sig-key, "" when none */
+        char *mb_policy;          /* the --mb-policy refstate text (checked), NULL when none */
 };
 
 /* The [tenant] configuration schema (also read by `vigil baseline`). */
@@ -123,6 +125,8 @@ int tenant_policies_prepare(struct tenant *t);
 int tenant_policy_from_lists(const char *allowlist_path, const char *exclude_path, char **json,
                              struct vg_error *err);
 int tenant_cmd_runtime_policy(struct tenant *t, const char *verb);
+/* addmbpolicy, updatembpolicy, showmbpolicy, deletembpolicy, listmbpolicy (/mbpolicies). */
+int tenant_cmd_mb_policy(struct tenant *t, const char *verb);
 
 /* ---- tenant_certpkg.c: --cert ------------------------------------------------------------ */
 

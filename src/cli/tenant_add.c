@@ -386,8 +386,10 @@ static int cv_add(struct tenant *t)
         json_object_set_new(body, "runtime_policy_name",
                             json_string(t->a.runtime_policy_name ? t->a.runtime_policy_name : ""));
         json_object_set_new(body, "runtime_policy_key", json_string(t->runtime_policy_key));
-        json_object_set_new(body, "mb_policy", json_null());
-        json_object_set_new(body, "mb_policy_name", json_string(""));
+        json_object_set_new(body, "mb_policy",
+                            t->mb_policy ? json_string(t->mb_policy) : json_null());
+        json_object_set_new(body, "mb_policy_name",
+                            json_string(t->a.mb_policy_name ? t->a.mb_policy_name : ""));
         json_object_set_new(body, "ima_sign_verification_keys", json_string(""));
         json_object_set_new(body, "metadata", json_string(t->metadata ? t->metadata : "{}"));
         json_object_set_new(body, "revocation_key",

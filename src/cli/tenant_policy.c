@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "encoding.h"
 #include "hash.h"
+#include "mb_policy.h"
 #include "quote.h"
 #include "tenant.h"
 
@@ -60,7 +61,11 @@ static int read_file(const char *path, char **out, size_t *len, struct vg_error 
 
 /* Keylime's readPolicy: single values become lists, hex lower-cased, "mask" recomputed; the
  * IMA PCR joins the mask when a runtime policy is used. */
-static int normalise_tpm_policy(const char *text, bool ima, char **out, struct vg_error *err)
+/* Keylime's MEASUREDBOOT_PCRS: 0-9 and 11-15 (10 is IMA's). */
+#define TENANT_MB_PCRS 0xFBFFu
+
+static int normalise_tpm_policy(const char *text, bool ima, bool mb, char **out,
+                                struct vg_error *err)
 {
         _cleanup_tpm_policy_ struct vg_tpm_policy *checked = NULL;
         json_error_t je;
@@ -82,6 +87,15 @@ static int normalise_tpm_policy(const char *text, bool ima, char **out, struct v
 
                 if (strcmp(key, "mask") == 0)
                         continue;
+                if (mb && (TENANT_MB_PCRS & (1u << atoi(key)))) { /* keylime enforce_pcrs */
+                        json_decref(list);
+                        json_decref(res);
+                        json_decref(in);
+                        return vg_error_set(err, -EINVAL,
+                                            "PCR %s is checked by the measured boot policy; it "
+                                            "cannot have values in tpm_policy too",
+                                            key);
+                }
                 mask |= 1u << atoi(key);
                 if (json_is_string(v))
                         v = json_pack("[O]", v);
@@ -100,6 +114,8 @@ static int normalise_tpm_policy(const char *text, bool ima, char **out, struct v
         json_decref(in);
         if (ima)
                 mask |= 1u << VG_PCR_IMA;
+        if (mb)
+                mask |= TENANT_MB_PCRS;
         char hex[16];
         snprintf(hex, sizeof(hex), "0x%x", mask);
         json_object_set_new(res, "mask", json_string(hex));
@@ -322,13 +338,39 @@ static int runtime_policy_b64(struct tenant *t, struct vg_error *err)
         return t->runtime_policy_b64 ? 0 : vg_error_set(err, -ENOMEM, "out of memory");
 }
 
+/* --mb-policy FILE: a refstate, checked here so that a bad one is named before any request
+ * (the error names the JSON path). */
+static int mb_policy_read(struct tenant *t, struct vg_error *err)
+{
+        _cleanup_free_ char *text = NULL;
+        struct vg_mb_policy *p = NULL;
+        size_t len = 0;
+        int r;
+
+        if ((r = read_file(t->a.mb_policy, &text, &len, err)) < 0)
+                return r;
+        if (memchr(text, 0, len))
+                return vg_error_set(err, -EINVAL, "%s: contains a NUL byte", t->a.mb_policy);
+        if ((r = vg_mb_policy_parse(text, len, &p, err)) < 0) {
+                vg_error_prefix(err, "%s: ", t->a.mb_policy);
+                return r;
+        }
+        vg_mb_policy_free(p);
+        free(t->mb_policy);
+        t->mb_policy = TAKE_PTR(text);
+        return 0;
+}
+
 int tenant_policies_prepare(struct tenant *t)
 {
         struct vg_error err = { 0 };
         const char *tp = t->a.tpm_policy ? t->a.tpm_policy : vg_config_string(t->cfg, "tpm_policy");
         bool ima = t->a.allowlist || t->a.runtime_policy || t->a.runtime_policy_name;
+        bool mb = t->a.mb_policy || t->a.mb_policy_name;
 
-        if (normalise_tpm_policy(tp && *tp ? tp : "{}", ima, &t->tpm_policy, &err) < 0)
+        if (t->a.mb_policy && mb_policy_read(t, &err) < 0)
+                return tenant_fail("--mb-policy: %s", vg_error_str(&err));
+        if (normalise_tpm_policy(tp && *tp ? tp : "{}", ima, mb, &t->tpm_policy, &err) < 0)
                 return tenant_fail("%s: %s", t->a.tpm_policy ? "--tpm_policy" : "tpm_policy",
                                    vg_error_str(&err));
         if (runtime_policy_b64(t, &err) < 0)
@@ -403,6 +445,65 @@ int tenant_cmd_runtime_policy(struct tenant *t, const char *verb)
                 tenant_print_json(reply ? reply : json_null());
         else
                 tenant_say("runtime policy %s %s on Verifier (%s)", name,
+                           add      ? "added"
+                           : update ? "updated"
+                                    : "deleted",
+                           t->verifier_base + strlen("https://"));
+        json_decref(reply);
+        return 0;
+}
+
+/* ---- named measured boot policies (keylime_tenant -c addmbpolicy ...) ------------------------ */
+
+int tenant_cmd_mb_policy(struct tenant *t, const char *verb)
+{
+        const char *name = t->a.mb_policy_name;
+        bool list = strcmp(verb, "listmbpolicy") == 0;
+        bool add = strcmp(verb, "addmbpolicy") == 0;
+        bool update = strcmp(verb, "updatembpolicy") == 0;
+        bool show = strcmp(verb, "showmbpolicy") == 0;
+        const char *method = add ? "POST" : update ? "PUT" : show || list ? "GET" : "DELETE";
+        struct vg_error err = { 0 };
+        json_t *body = NULL, *reply = NULL;
+        char path[400];
+        int st;
+
+        if (!list && !name)
+                return cli_usage_error("tenant", "--mb-policy-name is required for %s", verb);
+        if (!list && !valid_name(name))
+                return cli_usage_error("tenant",
+                                       "--mb-policy-name: expected letters, digits, '-', '_' "
+                                       "and '.', found '%s'",
+                                       name);
+        if (add || update) {
+                if (!t->a.mb_policy)
+                        return cli_usage_error("tenant", "--mb-policy FILE is required for %s",
+                                               verb);
+                if (mb_policy_read(t, &err) < 0)
+                        return tenant_fail("--mb-policy: %s", vg_error_str(&err));
+                /* keylime_tenant sends the refstate as a JSON string. */
+                body = json_pack("{s:s}", "mb_policy", t->mb_policy);
+        }
+        if (list)
+                snprintf(path, sizeof(path), "/v%s/mbpolicies/", tenant_verifier_api(t));
+        else
+                snprintf(path, sizeof(path), "/v%s/mbpolicies/%s", tenant_verifier_api(t), name);
+        st = tenant_request(t, t->tls, method, t->verifier_base, path, body, &reply, &err);
+        json_decref(body);
+        if (st < 0)
+                return tenant_fail("%s: %s", verb, vg_error_str(&err));
+        if (show || list)
+                tenant_say("%s command response: %d.", show ? "Show mb_policy" : "list", st);
+        if (st >= 400) {
+                tenant_fail("%s: %s %s%s: %d %s", verb, method, t->verifier_base, path, st,
+                            tenant_status_text(reply));
+                json_decref(reply);
+                return 1;
+        }
+        if (show || list)
+                tenant_print_json(reply ? reply : json_null());
+        else
+                tenant_say("measured boot policy %s %s on Verifier (%s)", name,
                            add      ? "added"
                            : update ? "updated"
                                     : "deleted",

@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "boot.h"
 #include "dsse.h"
 #include "encoding.h"
 #include "hash.h"
@@ -489,7 +490,8 @@ static json_t *agent_status(struct vg_verifier *v, const struct vg_cv_agent *a)
         json_object_set_new(o, "port", json_integer(a->port));
         json_object_set_new(o, "tpm_policy", str_or_null(a->tpm_policy_json));
         json_object_set_new(o, "meta_data", str_or_null(a->meta_data));
-        json_object_set_new(o, "has_mb_refstate", json_integer(0));
+        json_object_set_new(o, "has_mb_refstate", json_integer(vg_cv_boot_has_policy(a)));
+        json_object_set_new(o, "mb_policy_name", str_or_null(a->mb_policy_name));
         json_object_set_new(o, "has_runtime_policy", json_integer(a->policy_name ? 1 : 0));
         json_object_set_new(o, "runtime_policy_name", str_or_null(a->policy_name));
         json_object_set_new(o, "accept_tpm_hash_algs", json_list(a->accept_hash));
@@ -937,6 +939,15 @@ static void on_agent_add(struct vg_http_request *req, void *userdata)
         a->verifier_port = rq.verifier_port ? rq.verifier_port : vg_verifier_port(v);
         a->policy_name = name ? strdup(name) : NULL;
         a->state = VG_CV_START;
+        /* measured boot (boot.c): mb_policy_name and/or an inline mb_policy */
+        if ((code = vg_cv_boot_add(v, a, body, len, &err)) != 0) {
+                vg_cv_agent_free(a);
+                if (code >= 500)
+                        vg_http_reply_error(req, code, "Internal Server Error");
+                else
+                        vg_http_refuse(req, code, id, "%s", vg_error_str(&err));
+                goto out;
+        }
 
         /* The AK, tpm_policy and TLS are checked before anything is stored. */
         if (rq.runtime_policy &&
@@ -960,10 +971,13 @@ static void on_agent_add(struct vg_http_request *req, void *userdata)
                                 vg_stmt_exec(st, &e2);
                         }
                 }
+                vg_cv_boot_add_undo(v, a);
                 vg_cv_agent_free(a);
                 vg_http_refuse(req, r == -EEXIST ? 409 : 400, id, "%s", vg_error_str(&err));
                 goto out;
         }
+        if (vg_cv_boot_add_done(v, a, &err) < 0)
+                vg_err(VG_F("agent", id), "storing mb_policy_name failed: %s", vg_error_str(&err));
         if (vg_cv_link(v, a) < 0) {
                 vg_cv_agent_free(a);
                 goto oom;
@@ -1010,6 +1024,7 @@ static void on_agent_delete(struct vg_http_request *req, void *userdata)
         }
         vg_cv_unlink(v, a);
         vg_cv_agent_free(a);
+        vg_cv_boot_agent_deleted(v, id);
         vg_info(VG_F("agent", id, "peer", vg_http_request_peer(req)), "agent %s deleted", id);
         vg_http_reply_keylime(req, 200, "Success", NULL);
 }
@@ -1843,5 +1858,5 @@ int vg_cv_api_register(struct vg_verifier *v)
                 if ((r = vg_http_server_route(v->srv, routes[i].method, routes[i].pattern,
                                               routes[i].fn, v)) < 0)
                         return r;
-        return 0;
+        return vg_cv_boot_api_register(v); /* /mbpolicies */
 }

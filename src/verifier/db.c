@@ -10,6 +10,7 @@
 
 #include <openssl/err.h>
 
+#include "boot.h"
 #include "encoding.h"
 #include "integrity.h"
 #include "log.h"
@@ -67,6 +68,11 @@ static const struct vg_store_migration verifier_migrations[] = {
         { 2, "violations already reported", "ALTER TABLE agents ADD COLUMN reported TEXT;" },
         /* The latest authentic quote's PCR values (vg_measurements_pack()), for baselines. */
         { 3, "latest quoted PCR values", "ALTER TABLE agents ADD COLUMN quoted_pcrs BYTEA;" },
+        /* Measured boot (boot.c): Keylime's named refstates and the agent's. */
+        { 4, "measured boot policies",
+          "CREATE TABLE mbpolicies (name TEXT PRIMARY KEY, mb_policy TEXT NOT NULL,"
+          " checksum TEXT NOT NULL);"
+          "ALTER TABLE agents ADD COLUMN mb_policy_name TEXT;" },
 };
 
 #define AGENT_COLUMNS                                                                              \
@@ -137,6 +143,7 @@ void vg_cv_agent_free(struct vg_cv_agent *a)
         vg_tpm_public_free(a->ak);
         vg_tpm_policy_free(a->tpm_policy);
         vg_ima_policy_unref(a->ima_policy);
+        vg_cv_boot_agent_free(a);
         if (a->tls)
                 SSL_CTX_free(a->tls);
         EVP_PKEY_free(a->nk);
@@ -796,6 +803,8 @@ int vg_cv_agent_prepare(struct vg_verifier *v, struct vg_cv_agent *a, struct vg_
                 a->mask |= 1u << VG_PCR_IMA;
         }
         a->mask |= vg_cv_integrity_mask(v); /* boot PCRs for the baselines (integrity.c) */
+        if ((r = vg_cv_boot_prepare(v, a, err)) < 0)
+                return r;
         if (vg_hash_alg_from_name(a->hash_alg_s && *a->hash_alg_s ? a->hash_alg_s : "sha256",
                                   &a->hash_alg) < 0)
                 a->hash_alg = VG_HASH_SHA256;

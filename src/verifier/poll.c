@@ -38,6 +38,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "boot.h"
 #include "encoding.h"
 #include "http_client.h"
 #include "integrity.h"
@@ -510,6 +511,8 @@ static void on_quote(struct vg_http_response *resp, const struct vg_error *err, 
                 a->clock = vd.clock;
                 a->have_clock = true;
         }
+        if (vd.quote_ok && vd.pcrs_saved) /* measured boot (boot.c) */
+                vg_cv_boot_check(a, jstr(res, "mb_measurement_list"), &a->quoted, alg, &f);
         if (f.n)
                 goto failed;
         vg_cv_agent_dirty(a);

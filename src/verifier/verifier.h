@@ -224,6 +224,8 @@ struct vg_cv_agent {
         char *verifier_ip;
         int64_t verifier_port;
         char *policy_name; /* NULL: no runtime policy */
+        char *mb_policy_name;   /* NULL: no measured boot policy (boot.c) */
+        struct vg_cv_boot *boot; /* measured-boot state (boot.c) */
         char *hash_alg_s, *enc_alg_s, *sign_alg_s;
         char *public_key; /* the NK (PEM) once a quote brought it */
         int state;
@@ -287,6 +289,7 @@ struct vg_verifier {
         struct vg_http_server *srv;
         struct vg_http_client *client;
         struct vg_ima_policy_cache *policies;
+        struct vg_cv_mb_entry *mb_cache; /* refstates in use (boot.c; main thread) */
         struct vg_cv_agent *agents;
         size_t n_agents;
         struct vg_cv_agent **by_id; /* hash of agents by id (main thread) */
