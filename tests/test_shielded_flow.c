@@ -258,6 +258,12 @@ static void reboot(const char *pcr4_hex, const char *pcr7_hex)
         if (pcr7_hex &&
             vg_swtpm_sh(S->tpm, S->dir, &out, "tpm2_pcrextend 7:sha256=%s", pcr7_hex) != 0)
                 tap_bail("tpm2_pcrextend 7: %s", out ? out : "");
+        /* A new IMA measurement list, PCR 10 from zero. */
+        tap_write_file(S->ima_path, "");
+        free(out);
+        out = NULL;
+        if (vg_stack_ima_sim(S, &out, "boot", (char *)NULL) != 0)
+                tap_bail("ima-sim boot: %s", out ? out : "");
         vg_stack_daemon_start(S, &S->agent);
 }
 
@@ -321,6 +327,16 @@ static void enrol(void)
         if (r != 200)
                 tap_bail("registrar GET: %d", r);
         json_t *res = json_object_get(j, "results");
+        /* A runtime policy that allows nothing but what /tmp holds; boot_aggregate is excluded
+         * too, as it changes with every kernel this test boots. */
+        json_t *pol =
+            json_pack("{s:{s:i, s:i}, s:i, s:{}, s:[s,s], s:{}, s:{s:[], s:s, s:n}, s:{}, s:s}",
+                      "meta", "version", 1, "generator", 3, "release", 0, "digests", "excludes",
+                      "^/tmp/.*", "^boot_aggregate$", "keyrings", "ima", "ignored_keyrings",
+                      "log_hash_alg", "sha1", "dm_policy", "ima-buf", "verification-keys", "");
+        _cleanup_free_ char *pol_text = json_dumps(pol, JSON_COMPACT);
+        _cleanup_free_ char *pol_b64 = vg_b64_encode(pol_text, strlen(pol_text), VG_B64_STD);
+        json_decref(pol);
         /* Labels travel in Keylime's metadata (what `keylime_tenant` sends as "metadata"):
          * {"labels": {"role": "edge", ...}}; the verifier copies them into every event. */
         json_t *add = json_pack(
@@ -330,6 +346,8 @@ static void enrol(void)
             json_object_get(res, "aik_tpm"), "mtls_cert", json_object_get(res, "mtls_cert"),
             "accept_tpm_hash_algs", "sha256", "accept_tpm_encryption_algs", "rsa", "ecc",
             "accept_tpm_signing_algs", "rsassa", "ecdsa", "supported_version", "2.5");
+        json_object_set_new(add, "runtime_policy_name", json_string("shielded"));
+        json_object_set_new(add, "runtime_policy", json_string(pol_b64));
         url = tap_strf("https://127.0.0.1:%d/v2.5/agents/%s", S->verifier.port, S->uuid);
         json_t *resp = NULL;
         r = request(tls, "POST", url, add, &resp);
@@ -430,6 +448,8 @@ int main(void)
            "the verifier delivers integrity events to MQTT");
 
         /* ---- 1. first boot: trust on first use ---- */
+        if (vg_stack_ima_sim(S, &out, "boot", (char *)NULL) != 0)
+                tap_bail("ima-sim boot: %s", out ? out : "");
         enrol();
         rep = wait_event("lateBootReportEvent", -1, &ev, 20);
         ok(rep != NULL, "first boot: a lateBootReportEvent");
@@ -566,6 +586,32 @@ int main(void)
         ok(tap_wait_file_contains(seen_path, outage_id, 20000),
            "the broker is back: the events held in the outbox arrive");
 
+        /* ---- 7. runtime: a file outside the policy runs ---- */
+        _cleanup_free_ char *bad = tap_strf("%s/bad-script.sh", dir);
+        tap_write_file(bad, "#!/bin/sh\necho -e \"Hello Evil!\"\n");
+        _cleanup_free_ char *bad_arg = tap_strf("/root/bad-script.sh=%s", bad);
+        free(out);
+        out = NULL;
+        if (vg_stack_ima_sim(S, &out, "exec-as", bad_arg, (char *)NULL) != 0)
+                tap_bail("ima-sim exec-as: %s", out ? out : "");
+        rep = wait_event("runtimeReportEvent", -1, &ev, 20);
+        ok(rep && json_is_false(json_object_get(rep, "policyEvaluationPassed")),
+           "IMA: a runtimeReportEvent that fails");
+        json_t *f0 = json_array_get(json_object_get(rep, "failures"), 0);
+        is_str(json_string_value(json_object_get(f0, "type")), "fnf", "failure type fnf");
+        is_str(json_string_value(json_object_get(f0, "file")), "/root/bad-script.sh",
+               "naming the file");
+        ok(json_string_length(json_object_get(f0, "found")) >= 40, "with the digest found");
+        ok(json_integer_value(json_object_get(json_object_get(rep, "summary"), "fnf")) >= 1,
+           "summary counts fnf");
+        _cleanup_free_ char *rt_id =
+            strdup(json_string_value(json_object_get(ev, "eventId")) ?: "?");
+        json_decref(ev);
+        ok(tap_wait_file_contains(seen_path, rt_id, 10000), "the responder received it");
+        sleep_ms(1000);
+        is_int((long long)count_events("runtimeReportEvent"), 1,
+               "reported once while the agent stays failed and polled");
+
         /* Every event the verifier made reached the responder, once. */
         sleep_ms(500);
         json_t *all = read_events(), *x;
@@ -576,8 +622,9 @@ int main(void)
                 missing += n == 0;
                 twice += n > 1;
         }
-        is_int((long long)json_array_size(all), 11,
-               "11 events in the verifier's file: early and late boot for 5 boots, 1 relearn");
+        is_int((long long)json_array_size(all), 12,
+               "12 events in the verifier's file: early and late boot for 5 boots, 1 relearn, "
+               "1 runtime");
         is_int((long long)missing, 0, "every event reached the responder");
         is_int((long long)twice, 0, "none was acted on twice");
         json_decref(all);
