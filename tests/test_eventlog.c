@@ -300,6 +300,7 @@ static void test_shared_logs(const char *cli, const char *tmp)
  * Insert the 17-byte StartupLocality=3 EV_NO_ACTION after the SpecID event of a real log. */
 static void test_startup_locality(const char *tmp)
 {
+        struct vg_evlog *bad = NULL;
         size_t len;
         uint8_t *raw = read_bytes(SD("eventlog/tpm2tools-event-gce-ubuntu-2104-log.bin"), &len);
         struct vg_evlog *log = NULL, *l3 = NULL;
@@ -378,7 +379,6 @@ static void test_startup_locality(const char *tmp)
         free(path);
 
         /* StartupLocality after PCR 0 was extended, or twice, is refused */
-        struct vg_evlog *bad = NULL;
         size_t at2 = log->events[2].offset; /* after the S-CRTM version on PCR 0 */
         memcpy(mod, raw, at2);
         memcpy(mod + at2, ev, sizeof(ev));

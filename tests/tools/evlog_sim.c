@@ -62,7 +62,7 @@ static void die(const char *fmt, ...)
         exit(1);
 }
 
-static void usage_error(const char *what)
+static __attribute__((noreturn)) void usage_error(const char *what)
 {
         fprintf(stderr, "vigil-evlog-sim: %s\n%s", what, usage);
         exit(2);
