@@ -255,6 +255,8 @@ static void reboot(const char *pcr4_hex, const char *pcr7_hex)
         if (pcr4_hex &&
             vg_swtpm_sh(S->tpm, S->dir, &out, "tpm2_pcrextend 4:sha256=%s", pcr4_hex) != 0)
                 tap_bail("tpm2_pcrextend 4: %s", out ? out : "");
+        free(out);
+        out = NULL;
         if (pcr7_hex &&
             vg_swtpm_sh(S->tpm, S->dir, &out, "tpm2_pcrextend 7:sha256=%s", pcr7_hex) != 0)
                 tap_bail("tpm2_pcrextend 7: %s", out ? out : "");
@@ -389,7 +391,7 @@ int main(void)
                                                     mqtt_port, dir)));
         mosquitto_start();
 
-        char *e_port = tap_strf("VIGIL_VERIFIER_EVENT_MQTT_PORT=%d", mqtt_port);
+        char *e_port = tap_keep(tap_strf("VIGIL_VERIFIER_EVENT_MQTT_PORT=%d", mqtt_port));
         const char *const venv[] = {
                 "VIGIL_VERIFIER_INTEGRITY_EVENT_SINKS=file,mqtt",
                 e_port,
@@ -409,12 +411,13 @@ int main(void)
         /* ---- the responder ---- */
         have_ns = setup_ns();
         seen_path = tap_strf("%s/seen", dir);
-        char *quarantine_cmd =
-            have_ns ? tap_strf("[\"ip\", \"netns\", \"exec\", \"%s\", \"ip\", \"link\", \"set\", "
-                               "\"%s\", \"down\"]",
-                               ns_name, veth_ns)
-                    : tap_strf("[\"sh\", \"-c\", \"echo $VIGIL_AGENT_ID >> %s/quarantined\"]", dir);
-        char *rules = tap_strf(
+        char *quarantine_cmd = tap_keep(
+            have_ns
+                ? tap_strf("[\"ip\", \"netns\", \"exec\", \"%s\", \"ip\", \"link\", \"set\", "
+                           "\"%s\", \"down\"]",
+                           ns_name, veth_ns)
+                : tap_strf("[\"sh\", \"-c\", \"echo $VIGIL_AGENT_ID >> %s/quarantined\"]", dir));
+        char *rules = tap_keep(tap_strf(
             "[action.seen]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo $VIGIL_EVENT_ID "
             "$VIGIL_EVENT_TYPE passed=$VIGIL_PASSED boot=$VIGIL_BOOT_COUNTER "
             "role=$VIGIL_LABEL_ROLE >> %1$s/seen\"]\n\n"
@@ -430,14 +433,15 @@ int main(void)
             "passed = false\npcrs = [4]\nlabels = { role = \"edge\" }\n"
             "actions = [\"relearn\", \"quarantine\"]\n\n"
             "[[rule]]\nname = \"relearned\"\nevent = \"relearnEvent\"\nactions = [\"notify\"]\n",
-            dir, S->verifier.port, S->ca_dir, quarantine_cmd);
-        char *rules_path = tap_strf("%s/rules.toml", dir);
+            dir, S->verifier.port, S->ca_dir, quarantine_cmd));
+        char *rules_path = tap_keep(tap_strf("%s/rules.toml", dir));
         tap_write_file(rules_path, rules);
-        char *conf = tap_strf("%s/responder.conf", dir);
+        char *conf = tap_keep(tap_strf("%s/responder.conf", dir));
         tap_write_file(conf, tap_keep(tap_strf("[responder]\nrules = \"%s\"\n"
                                                "database_url = \"%s/responder.sqlite\"\n"
                                                "mqtt_port = %d\nmqtt_client_id = "
-                                               "\"vigil-responder-shielded\"\nmqtt_keepalive = 5\n",
+                                               "\"vigil-responder-shielded\"\nmqtt_keepalive = 5\n"
+                                               "mqtt_reconnect_max = 1\n",
                                                rules_path, dir, mqtt_port)));
         resp_log = tap_strf("%s/responder.log", dir);
         char *resp_argv[] = { (char *)responder, "-f", "-c", conf, NULL };
@@ -450,6 +454,8 @@ int main(void)
         /* ---- 1. first boot: trust on first use ---- */
         if (vg_stack_ima_sim(S, &out, "boot", (char *)NULL) != 0)
                 tap_bail("ima-sim boot: %s", out ? out : "");
+        free(out);
+        out = NULL;
         enrol();
         rep = wait_event("lateBootReportEvent", -1, &ev, 20);
         ok(rep != NULL, "first boot: a lateBootReportEvent");
@@ -583,7 +589,7 @@ int main(void)
         ok(!tap_wait_file_contains(seen_path, outage_id, 100),
            "nothing reaches the responder while the broker is down");
         mosquitto_start();
-        ok(tap_wait_file_contains(seen_path, outage_id, 20000),
+        ok(tap_wait_file_contains(seen_path, outage_id, 40000),
            "the broker is back: the events held in the outbox arrive");
 
         /* ---- 7. runtime: a file outside the policy runs ---- */

@@ -36,6 +36,9 @@ static const struct vg_config_option responder_options[] = {
         { "mqtt_cert", VG_CONFIG_PATH, NULL, "client certificate for the broker (TLS)", 0, 0 },
         { "mqtt_key", VG_CONFIG_PATH, NULL, "its private key", 0, 0 },
         { "mqtt_keepalive", VG_CONFIG_INTEGER, "60", "seconds between MQTT pings", 5, 3600 },
+        { "mqtt_reconnect_max", VG_CONFIG_INTEGER, "30",
+          "longest wait in seconds between reconnection attempts to the broker (doubling from 1)",
+          1, 3600 },
         { "verifier_url", VG_CONFIG_STRING, NULL,
           "the verifier relearn-if-known-good actions ask (https://127.0.0.1:8881)", 0, 0 },
         { "trusted_server_ca", VG_CONFIG_PATH, NULL, "CA the verifier's certificate chains to", 0,
@@ -287,6 +290,7 @@ int main(int argc, char **argv)
                 .cert_file = vg_config_string(cfg, "mqtt_cert"),
                 .key_file = vg_config_string(cfg, "mqtt_key"),
                 .keepalive = (int)vg_config_integer(cfg, "mqtt_keepalive"),
+                .reconnect_max = (unsigned)vg_config_integer(cfg, "mqtt_reconnect_max"),
                 .ephemeral = cl.dry_run,
         };
         if (!mo.host || !mo.topic || !mo.client_id) {

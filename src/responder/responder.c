@@ -1060,7 +1060,7 @@ int vg_resp_mqtt_start(struct vg_responder *r, const struct vg_resp_mqtt_options
         mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
         mosquitto_message_callback_set(m->mosq, on_message);
         mosquitto_log_callback_set(m->mosq, on_log);
-        mosquitto_reconnect_delay_set(m->mosq, 1, 30, true);
+        mosquitto_reconnect_delay_set(m->mosq, 1, o->reconnect_max ? o->reconnect_max : 30, true);
         if (o->username && (rc = mosquitto_username_pw_set(m->mosq, o->username, o->password)) != 0)
                 return vg_error_set(err, -EINVAL, "MQTT credentials: %s", mosquitto_strerror(rc));
         if (o->ca_file && (rc = mosquitto_tls_set(m->mosq, o->ca_file, NULL, o->cert_file,

@@ -52,8 +52,9 @@ struct vg_resp_mqtt_options {
         const char *ca_file; /* TLS when set */
         const char *cert_file, *key_file;
         int keepalive;
-        bool ephemeral; /* dry run: clean session, client id + "-dry-run-PID", so the real
-                         * responder's queued events are not consumed */
+        unsigned reconnect_max; /* seconds; 0: 30 */
+        bool ephemeral;         /* dry run: clean session, client id + "-dry-run-PID", so the real
+                                 * responder's queued events are not consumed */
 };
 
 struct vg_resp_mqtt;
