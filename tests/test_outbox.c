@@ -225,17 +225,7 @@ static void broker_start(void)
 
         tap_write_file(conf, text);
         broker_pid = tap_spawn_log(argv, blog);
-        for (int i = 0; i < 250; i++) {
-                int fd = socket(AF_INET, SOCK_STREAM, 0);
-                struct sockaddr_in sa = { .sin_family = AF_INET,
-                                          .sin_port = htons((uint16_t)broker_port),
-                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-                int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-                close(fd);
-                if (r == 0)
-                        break;
-                usleep(20000);
-        }
+        tap_wait_port(broker_port, 5000);
         free(conf);
         free(blog);
         free(text);

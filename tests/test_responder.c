@@ -23,6 +23,7 @@
 #include "encoding.h"
 #include "http_client.h"
 #include "http_server.h"
+#include "netns.h"
 #include "tap.h"
 
 #define SECRET "hook-s3cret"
@@ -280,25 +281,13 @@ static void test_rules_errors(void)
 /* ---- Main ------------------------------------------------------------------------------ */
 
 static pid_t mosq_pid = -1, resp_pid = -1;
-static char ns_name[64], veth_host[16], veth_ns[16];
-static bool ns_made;
-
-static void cleanup_ns(void)
-{
-        if (!ns_made)
-                return;
-        char *argv1[] = { "ip", "link", "del", veth_host, NULL };
-        char *argv2[] = { "ip", "netns", "del", ns_name, NULL };
-        tap_run(argv1, NULL); /* usually gone with the namespace already */
-        tap_run(argv2, NULL);
-        ns_made = false;
-}
+static struct tap_netns ns;
 
 static void cleanup(void)
 {
         tap_stop(&resp_pid);
         tap_stop(&mosq_pid);
-        cleanup_ns();
+        tap_netns_cleanup(&ns);
 }
 
 static void on_signal(int sig)
@@ -308,22 +297,6 @@ static void on_signal(int sig)
         raise(sig);
 }
 
-static bool wait_port(int port, int ms)
-{
-        for (int waited = 0; waited < ms; waited += 50) {
-                int fd = socket(AF_INET, SOCK_STREAM, 0);
-                struct sockaddr_in sa = { .sin_family = AF_INET,
-                                          .sin_port = htons((uint16_t)port),
-                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-                bool up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-                close(fd);
-                if (up)
-                        return true;
-                usleep(50000);
-        }
-        return false;
-}
-
 static int publish(int port, const char *topic, const char *file)
 {
         char *p = tap_strf("%d", port);
@@ -331,52 +304,6 @@ static int publish(int port, const char *topic, const char *file)
                           "-f", file, NULL);
         free(p);
         return rc;
-}
-
-/* Whether the link's flags include UP. */
-static int link_up(void)
-{
-        char *out = NULL;
-        int rc = tap_runl(&out, "ip", "-n", ns_name, "-o", "link", "show", veth_ns, NULL);
-        int up = -1;
-        if (rc == 0 && out) {
-                char *lt = strchr(out, '<'), *gt = lt ? strchr(lt, '>') : NULL;
-                if (lt && gt) {
-                        *gt = '\0';
-                        up = 0;
-                        for (char *tok = strtok(lt + 1, ","); tok; tok = strtok(NULL, ","))
-                                if (strcmp(tok, "UP") == 0)
-                                        up = 1;
-                }
-        }
-        free(out);
-        return up;
-}
-
-static bool setup_ns(void)
-{
-        char *out = NULL;
-
-        if (geteuid() != 0 || tap_runl(&out, "ip", "netns", "list", NULL) != 0) {
-                free(out);
-                return false;
-        }
-        free(out);
-        snprintf(ns_name, sizeof(ns_name), "vigil-test-%d", (int)getpid());
-        snprintf(veth_host, sizeof(veth_host), "vgq%dh", (int)(getpid() % 100000));
-        snprintf(veth_ns, sizeof(veth_ns), "vgq%dn", (int)(getpid() % 100000));
-        if (tap_runl(NULL, "ip", "netns", "add", ns_name, NULL) != 0)
-                return false;
-        ns_made = true;
-        if (tap_runl(NULL, "ip", "link", "add", veth_host, "type", "veth", "peer", "name", veth_ns,
-                     NULL) != 0 ||
-            tap_runl(NULL, "ip", "link", "set", veth_ns, "netns", ns_name, NULL) != 0 ||
-            tap_runl(NULL, "ip", "-n", ns_name, "link", "set", veth_ns, "up", NULL) != 0 ||
-            tap_runl(NULL, "ip", "link", "set", veth_host, "up", NULL) != 0) {
-                cleanup_ns();
-                return false;
-        }
-        return true;
 }
 
 int main(void)
@@ -396,12 +323,12 @@ int main(void)
 
         test_rules_errors();
 
-        bool have_ns = setup_ns();
+        bool have_ns = tap_netns_setup(&ns, "vigil-test", 'q');
         /* The quarantine: inside the namespace when we could make one, else a marker file. */
         char *quarantine_cmd =
             have_ns ? tap_strf("[\"ip\", \"netns\", \"exec\", \"%s\", \"ip\", \"link\", \"set\", "
                                "\"%s\", \"down\"]",
-                               ns_name, veth_ns)
+                               ns.name, ns.ns_if)
                     : tap_strf("[\"sh\", \"-c\", \"echo $VIGIL_AGENT_ID >> %s/quarantined\"]", dir);
         char *rules = tap_strf(
             "# vigil-responder test rules\n"
@@ -616,7 +543,7 @@ int main(void)
         free(mconf);
         char *mosq_argv[] = { "/usr/sbin/mosquitto", "-c", mosq_conf, NULL };
         mosq_pid = tap_spawn_log(mosq_argv, tap_keep(tap_strf("%s/mosquitto.log", dir)));
-        if (!wait_port(mqtt_port, 5000))
+        if (!tap_wait_port(mqtt_port, 5000))
                 tap_bail("mosquitto did not listen on 127.0.0.1:%d", mqtt_port);
 
         char *log1 = tap_strf("%s/responder1.log", dir);
@@ -662,7 +589,8 @@ int main(void)
         /* ---- The Shielded VM flow: quarantine, then relearn instead ---- */
         const char *edge = "{\"role\":\"edge\"}";
         if (have_ns)
-                is_int(link_up(), 1, "quarantine: the veth in %s is up before", ns_name);
+                is_int(tap_netns_link_up(&ns), 1, "quarantine: the veth in %s is up before",
+                       ns.name);
         else
                 tap_skip("not root or no ip netns", "quarantine inside a network namespace");
         char *ev_l1 = event_file("l1", event("ev-late-1", "agent-edge", "late", false, edge));
@@ -676,11 +604,12 @@ int main(void)
         is_str(m.last_relearn_event, "ev-late-1", "relearn: body {\"eventId\": ...}");
         pthread_mutex_unlock(&m.lock);
         if (have_ns) {
-                is_int(link_up(), 0, "quarantine: the veth in the namespace went down");
+                is_int(tap_netns_link_up(&ns), 0,
+                       "quarantine: the veth in the namespace went down");
                 /* The operator investigates, adds the new measurements as known-good, and the
                  * machine boots again (its link back up). */
-                tap_runl(NULL, "ip", "-n", ns_name, "link", "set", veth_ns, "up", NULL);
-                is_int(link_up(), 1, "the link is up again for the next boot");
+                tap_netns_link_set_up(&ns);
+                is_int(tap_netns_link_up(&ns), 1, "the link is up again for the next boot");
         } else {
                 is_int(count_lines(tap_keep(tap_strf("%s/quarantined", dir))), 1,
                        "quarantine: the marker action ran once");
@@ -704,7 +633,7 @@ int main(void)
                                    300),
            "the quarantine did not run for the relearned boot");
         if (have_ns)
-                is_int(link_up(), 1, "the veth stays up");
+                is_int(tap_netns_link_up(&ns), 1, "the veth stays up");
         else
                 is_int(count_lines(tap_keep(tap_strf("%s/quarantined", dir))), 1,
                        "the quarantine marker was not written again");
@@ -717,7 +646,7 @@ int main(void)
 
         /* Dry run on MQTT uses its own clean session: the real session's queue is untouched. */
         tap_stop(&resp_pid);
-        cleanup_ns();
+        tap_netns_cleanup(&ns);
         mock_stop(&m);
         tap_stop(&mosq_pid);
 

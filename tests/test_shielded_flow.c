@@ -32,6 +32,7 @@
 #include "http_client.h"
 #include "stack.h"
 #include "swtpm.h"
+#include "netns.h"
 #include "tap.h"
 #include "tls.h"
 
@@ -40,8 +41,8 @@ static const char *dir, *responder;
 static char *events_path, *seen_path, *resp_log, *mosq_conf;
 static pid_t mosq_pid = -1, resp_pid = -1;
 static int mqtt_port;
-static char ns_name[64], veth_host[16], veth_ns[16];
-static bool ns_made, have_ns;
+static struct tap_netns ns;
+static bool have_ns;
 
 /* Kernel upgrade: what is extended into PCR 4 (sha256) after the reboot. */
 #define KERNEL_NEW "6b65726e656c2d362e312d6e65772d696d6167652d646967657374000000004a"
@@ -49,22 +50,11 @@ static bool ns_made, have_ns;
 
 /* ---- processes and the namespace ------------------------------------------------------- */
 
-static void cleanup_ns(void)
-{
-        if (!ns_made)
-                return;
-        char *argv1[] = { "ip", "link", "del", veth_host, NULL };
-        char *argv2[] = { "ip", "netns", "del", ns_name, NULL };
-        tap_run(argv1, NULL); /* usually gone with the namespace already */
-        tap_run(argv2, NULL);
-        ns_made = false;
-}
-
 static void cleanup(void)
 {
         tap_stop(&resp_pid);
         tap_stop(&mosq_pid);
-        cleanup_ns();
+        tap_netns_cleanup(&ns);
 }
 
 static void on_signal(int sig)
@@ -74,75 +64,12 @@ static void on_signal(int sig)
         raise(sig);
 }
 
-static bool setup_ns(void)
-{
-        char *out = NULL;
-
-        if (geteuid() != 0 || tap_runl(&out, "ip", "netns", "list", NULL) != 0) {
-                free(out);
-                return false;
-        }
-        free(out);
-        snprintf(ns_name, sizeof(ns_name), "vigil-shielded-%d", (int)getpid());
-        snprintf(veth_host, sizeof(veth_host), "vgs%dh", (int)(getpid() % 100000));
-        snprintf(veth_ns, sizeof(veth_ns), "vgs%dn", (int)(getpid() % 100000));
-        if (tap_runl(NULL, "ip", "netns", "add", ns_name, NULL) != 0)
-                return false;
-        ns_made = true;
-        if (tap_runl(NULL, "ip", "link", "add", veth_host, "type", "veth", "peer", "name", veth_ns,
-                     NULL) != 0 ||
-            tap_runl(NULL, "ip", "link", "set", veth_ns, "netns", ns_name, NULL) != 0 ||
-            tap_runl(NULL, "ip", "-n", ns_name, "link", "set", veth_ns, "up", NULL) != 0 ||
-            tap_runl(NULL, "ip", "link", "set", veth_host, "up", NULL) != 0) {
-                cleanup_ns();
-                return false;
-        }
-        return true;
-}
-
-/* 1 when the namespace's veth is UP, 0 when down, -1 when it cannot be read. */
-static int link_up(void)
-{
-        char *out = NULL;
-        int rc = tap_runl(&out, "ip", "-n", ns_name, "-o", "link", "show", veth_ns, NULL);
-        int up = -1;
-
-        if (rc == 0 && out) {
-                char *lt = strchr(out, '<'), *gt = lt ? strchr(lt, '>') : NULL;
-                if (lt && gt) {
-                        *gt = '\0';
-                        up = 0;
-                        for (char *tok = strtok(lt + 1, ","); tok; tok = strtok(NULL, ","))
-                                if (strcmp(tok, "UP") == 0)
-                                        up = 1;
-                }
-        }
-        free(out);
-        return up;
-}
-
-static bool wait_port(int port, int ms)
-{
-        for (int waited = 0; waited < ms; waited += 50) {
-                int fd = socket(AF_INET, SOCK_STREAM, 0);
-                struct sockaddr_in sa = { .sin_family = AF_INET,
-                                          .sin_port = htons((uint16_t)port),
-                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-                bool up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-                close(fd);
-                if (up)
-                        return true;
-                usleep(50000);
-        }
-        return false;
-}
-
 static void mosquitto_start(void)
 {
         char *argv[] = { "/usr/sbin/mosquitto", "-c", mosq_conf, NULL };
 
         mosq_pid = tap_spawn_log(argv, tap_keep(tap_strf("%s/mosquitto.log", dir)));
-        if (!wait_port(mqtt_port, 5000))
+        if (!tap_wait_port(mqtt_port, 5000))
                 tap_bail("mosquitto did not listen on 127.0.0.1:%d", mqtt_port);
 }
 
@@ -409,13 +336,13 @@ int main(void)
         events_path = tap_strf("%s/events.jsonl", S->verifier.dir);
 
         /* ---- the responder ---- */
-        have_ns = setup_ns();
+        have_ns = tap_netns_setup(&ns, "vigil-shielded", 's');
         seen_path = tap_strf("%s/seen", dir);
         char *quarantine_cmd = tap_keep(
             have_ns
                 ? tap_strf("[\"ip\", \"netns\", \"exec\", \"%s\", \"ip\", \"link\", \"set\", "
                            "\"%s\", \"down\"]",
-                           ns_name, veth_ns)
+                           ns.name, ns.ns_if)
                 : tap_strf("[\"sh\", \"-c\", \"echo $VIGIL_AGENT_ID >> %s/quarantined\"]", dir));
         char *rules = tap_keep(tap_strf(
             "[action.seen]\ntype = \"exec\"\ncommand = [\"sh\", \"-c\", \"echo $VIGIL_EVENT_ID "
@@ -481,7 +408,7 @@ int main(void)
         contains(tap_keep(tap_read_file(seen_path, NULL)), "role=edge",
                  "with the labels (VIGIL_LABEL_ROLE)");
         if (have_ns)
-                is_int(link_up(), 1, "no action: the machine's link stays up");
+                is_int(tap_netns_link_up(&ns), 1, "no action: the machine's link stays up");
         else
                 ok(access(tap_keep(tap_strf("%s/quarantined", dir)), F_OK) != 0,
                    "no action: nothing quarantined");
@@ -511,7 +438,7 @@ int main(void)
         ok(tap_wait_file_contains(S->verifier.log, "equal no known-good baseline", 100),
            "the verifier refused the relearn: not known-good");
         if (have_ns)
-                is_int(link_up(), 0, "quarantine: the veth in %s is down", ns_name);
+                is_int(tap_netns_link_up(&ns), 0, "quarantine: the veth in %s is down", ns.name);
         else
                 is_int((long long)count_in(tap_keep(tap_strf("%s/quarantined", dir)), S->uuid), 1,
                        "quarantine: the marker action ran once");
@@ -523,8 +450,8 @@ int main(void)
         if (!is_int(rc, 0, "vigil baseline add --from-agent UUID --name kernel-6.1"))
                 tap_diag("%s", out ? out : "");
         if (have_ns) {
-                tap_runl(NULL, "ip", "-n", ns_name, "link", "set", veth_ns, "up", NULL);
-                is_int(link_up(), 1, "the link is up again for the next boot");
+                tap_netns_link_set_up(&ns);
+                is_int(tap_netns_link_up(&ns), 1, "the link is up again for the next boot");
         }
 
         /* ---- 4. the next boot with the same kernel: relearned, not quarantined ---- */
@@ -547,7 +474,7 @@ int main(void)
            "the responder notified the relearning");
         sleep_ms(1000);
         if (have_ns)
-                is_int(link_up(), 1, "and did not quarantine: the link stays up");
+                is_int(tap_netns_link_up(&ns), 1, "and did not quarantine: the link stays up");
         else
                 is_int((long long)count_in(tap_keep(tap_strf("%s/quarantined", dir)), S->uuid), 1,
                        "and did not quarantine again");
@@ -636,7 +563,7 @@ int main(void)
         json_decref(all);
 
         cleanup();
-        ok(!ns_made, "the namespace is removed by name");
+        ok(!ns.made, "the namespace is removed by name");
         vg_stack_free(S);
         return tap_done();
 }

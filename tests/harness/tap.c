@@ -467,6 +467,24 @@ void tap_stop(pid_t *pid)
         }
 }
 
+bool tap_wait_port(int port, int ms)
+{
+        for (int waited = 0; waited < ms; waited += 20) {
+                int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                struct sockaddr_in sa = { .sin_family = AF_INET,
+                                          .sin_port = htons((uint16_t)port),
+                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+                bool up = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+
+                if (fd >= 0)
+                        close(fd);
+                if (up)
+                        return true;
+                usleep(20 * 1000);
+        }
+        return false;
+}
+
 bool tap_wait_http(int port, const char *path)
 {
         for (int i = 0; i < 100; i++) {

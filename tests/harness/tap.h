@@ -71,5 +71,7 @@ pid_t tap_spawn_log(char *const argv[], const char *log_path);
 bool tap_wait_file_contains(const char *path, const char *needle, int ms);
 /* SIGTERM a child from tap_spawn() and reap it; *pid becomes -1. No-op when *pid <= 0. */
 void tap_stop(pid_t *pid);
+/* Whether something accepts TCP connections on 127.0.0.1:PORT within ms milliseconds. */
+bool tap_wait_port(int port, int ms);
 /* Whether http://127.0.0.1:PORT/PATH answers 2xx (curl) within 5 s. */
 bool tap_wait_http(int port, const char *path);
