@@ -217,26 +217,10 @@ static int check_args(struct bl_args *a)
         return 0;
 }
 
-static int tls_file(const struct vg_config *cfg, const char *opt, char *out, size_t len)
-{
-        const char *v = vg_config_string(cfg, opt), *dir = vg_config_string(cfg, "tls_dir");
-
-        if (!v || !*v)
-                return fail("option %s is not set", opt);
-        if (v[0] == '/')
-                snprintf(out, len, "%s", v);
-        else if (!dir || !*dir)
-                return fail("option %s (%s) is relative but tls_dir is unset", opt, v);
-        else
-                snprintf(out, len, "%s/%s", dir, v);
-        return 0;
-}
-
 static int setup(struct tenant *t, const struct bl_args *a)
 {
         struct vg_config_load_opts lo = { .file = a->config };
         struct vg_error err = { 0 };
-        char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
 
         if (vg_config_load(&tenant_schema, &lo, &t->cfg, &err) < 0)
                 return fail("configuration: %s", vg_error_str(&err));
@@ -246,22 +230,11 @@ static int setup(struct tenant *t, const struct bl_args *a)
                 return cli_usage_error("baseline", "%s", vg_error_str(&err));
         t->timeout_ms = (unsigned)vg_config_integer(t->cfg, "request_timeout") * 1000u;
         const char *vip = vg_config_string(t->cfg, "verifier_ip");
-        snprintf(t->verifier_base, sizeof(t->verifier_base),
-                 strchr(vip, ':') ? "https://[%s]:%lld" : "https://%s:%lld", vip,
-                 (long long)vg_config_integer(t->cfg, "verifier_port"));
-        if (tls_file(t->cfg, "client_cert", cert, sizeof(cert)) ||
-            tls_file(t->cfg, "client_key", key, sizeof(key)) ||
-            tls_file(t->cfg, "trusted_server_ca", ca, sizeof(ca)))
-                return 1;
-        struct vg_tls_client_config tc = {
-                .ca_file = ca,
-                .cert_file = cert,
-                .key_file = key,
-                .key_password = vg_config_string(t->cfg, "client_key_password"),
-        };
-        t->tls = vg_tls_client_ctx_new(&tc, &err);
+        tenant_https_base(t->verifier_base, sizeof(t->verifier_base), vip,
+                          (long long)vg_config_integer(t->cfg, "verifier_port"));
+        t->tls = tenant_tls_ctx(t->cfg, &err);
         if (!t->tls)
-                return fail("client TLS set-up: %s", vg_error_str(&err));
+                return fail("%s", vg_error_str(&err));
         return 0;
 }
 

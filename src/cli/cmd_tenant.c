@@ -584,10 +584,9 @@ static int check_args(struct tenant_args *a)
                 return cli_usage_error("tenant",
                                        "--push-model: vigil agents are attested in pull mode "
                                        "only");
-        bool needs_uuid = strstr(a->command, "list") == NULL &&
-                          strstr(a->command, "runtimepolicy") == NULL &&
-                          strstr(a->command, "mbpolicy") == NULL &&
-                          strcmp(a->command, "bulkinfo") != 0;
+        bool needs_uuid =
+            strstr(a->command, "list") == NULL && strstr(a->command, "runtimepolicy") == NULL &&
+            strstr(a->command, "mbpolicy") == NULL && strcmp(a->command, "bulkinfo") != 0;
 
         if (!a->uuid && needs_uuid)
                 tenant_say("using the default UUID %s", TENANT_DEFAULT_UUID);
@@ -625,26 +624,52 @@ static int check_args(struct tenant_args *a)
 }
 
 /* A TLS file name: absolute as given, otherwise inside tls_dir (Keylime's rule). */
-static int tls_path(const struct vg_config *cfg, const char *name, char *out, size_t len)
+static int tls_path(const struct vg_config *cfg, const char *name, char *out, size_t len,
+                    struct vg_error *err)
 {
         const char *v = vg_config_string(cfg, name), *dir = vg_config_string(cfg, "tls_dir");
 
         if (!v || !*v)
-                return tenant_fail("option %s is not set", name);
+                return vg_error_set(err, -EINVAL, "option %s is not set", name);
         if (v[0] == '/')
                 snprintf(out, len, "%s", v);
         else if (!dir || !*dir)
-                return tenant_fail("option %s (%s) is relative but tls_dir is unset", name, v);
+                return vg_error_set(err, -EINVAL, "option %s (%s) is relative but tls_dir is unset",
+                                    name, v);
         else
                 snprintf(out, len, "%s/%s", dir, v);
         return 0;
+}
+
+SSL_CTX *tenant_tls_ctx(const struct vg_config *cfg, struct vg_error *err)
+{
+        char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
+
+        if (tls_path(cfg, "client_cert", cert, sizeof(cert), err) < 0 ||
+            tls_path(cfg, "client_key", key, sizeof(key), err) < 0 ||
+            tls_path(cfg, "trusted_server_ca", ca, sizeof(ca), err) < 0)
+                return NULL;
+        struct vg_tls_client_config tc = {
+                .ca_file = ca,
+                .cert_file = cert,
+                .key_file = key,
+                .key_password = vg_config_string(cfg, "client_key_password"),
+        };
+        SSL_CTX *ctx = vg_tls_client_ctx_new(&tc, err);
+        if (!ctx)
+                vg_error_prefix(err, "client TLS set-up: ");
+        return ctx;
+}
+
+void tenant_https_base(char *out, size_t len, const char *ip, long long port)
+{
+        snprintf(out, len, strchr(ip, ':') ? "https://[%s]:%lld" : "https://%s:%lld", ip, port);
 }
 
 static int setup(struct tenant *t, const char *config_file)
 {
         struct vg_config_load_opts lo = { .file = config_file };
         struct vg_error err = { 0 };
-        char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
         const struct {
                 const char *value, *option;
         } overrides[] = {
@@ -680,26 +705,13 @@ static int setup(struct tenant *t, const char *config_file)
 
         const char *vip = vg_config_string(t->cfg, "verifier_ip");
         const char *rip = vg_config_string(t->cfg, "registrar_ip");
-        snprintf(t->verifier_base, sizeof(t->verifier_base),
-                 strchr(vip, ':') ? "https://[%s]:%lld" : "https://%s:%lld", vip,
-                 (long long)vg_config_integer(t->cfg, "verifier_port"));
-        snprintf(t->registrar_base, sizeof(t->registrar_base),
-                 strchr(rip, ':') ? "https://[%s]:%lld" : "https://%s:%lld", rip,
-                 (long long)vg_config_integer(t->cfg, "registrar_port"));
-
-        if (tls_path(t->cfg, "client_cert", cert, sizeof(cert)) ||
-            tls_path(t->cfg, "client_key", key, sizeof(key)) ||
-            tls_path(t->cfg, "trusted_server_ca", ca, sizeof(ca)))
-                return 1;
-        struct vg_tls_client_config tc = {
-                .ca_file = ca,
-                .cert_file = cert,
-                .key_file = key,
-                .key_password = vg_config_string(t->cfg, "client_key_password"),
-        };
-        t->tls = vg_tls_client_ctx_new(&tc, &err);
+        tenant_https_base(t->verifier_base, sizeof(t->verifier_base), vip,
+                          (long long)vg_config_integer(t->cfg, "verifier_port"));
+        tenant_https_base(t->registrar_base, sizeof(t->registrar_base), rip,
+                          (long long)vg_config_integer(t->cfg, "registrar_port"));
+        t->tls = tenant_tls_ctx(t->cfg, &err);
         if (!t->tls)
-                return tenant_fail("client TLS set-up: %s", vg_error_str(&err));
+                return tenant_fail("%s", vg_error_str(&err));
         return 0;
 }
 

@@ -68,6 +68,12 @@ struct tenant {
 
 /* The [tenant] configuration schema (also read by `vigil baseline`). */
 extern const struct vg_config_schema tenant_schema;
+/* The mTLS client context that configuration describes: client_cert, client_key (and
+ * client_key_password), trusted_server_ca, each absolute or relative to tls_dir. NULL with err
+ * naming the option or file at fault. */
+SSL_CTX *tenant_tls_ctx(const struct vg_config *cfg, struct vg_error *err);
+/* "https://IP:PORT/" base for an IPv4 address or name, "https://[IP]:PORT" for IPv6. */
+void tenant_https_base(char *out, size_t len, const char *ip, long long port);
 
 /* ---- cmd_tenant.c: output and requests ----------------------------------------------------- */
 
