@@ -397,6 +397,49 @@ static bool valid_name(const char *s)
         return true;
 }
 
+/* The part of every named-policy command after the body is built: the request to
+ * /v<api>/<collection>/[<name>], keylime_tenant's "<shown> command response" line for show and
+ * list, the failure naming method, URL and status, the JSON printed for show and list, and
+ * "<what> <name> added|updated|deleted on Verifier (...)" otherwise. Consumes body. */
+static int named_policy_request(struct tenant *t, const char *verb, const char *method,
+                                const char *collection, const char *name, json_t *body,
+                                const char *shown, const char *what)
+{
+        bool list = strncmp(verb, "list", 4) == 0, show = strncmp(verb, "show", 4) == 0;
+        struct vg_error err = { 0 };
+        json_t *reply = NULL;
+        char path[400];
+        int st;
+
+        if (list)
+                snprintf(path, sizeof(path), "/v%s/%s/", tenant_verifier_api(t), collection);
+        else
+                snprintf(path, sizeof(path), "/v%s/%s/%s", tenant_verifier_api(t), collection,
+                         name);
+        st = tenant_request(t, t->tls, method, t->verifier_base, path, body, &reply, &err);
+        json_decref(body);
+        if (st < 0)
+                return tenant_fail("%s: %s", verb, vg_error_str(&err));
+        if (show || list)
+                tenant_say("%s command response: %d.", show ? shown : "list", st);
+        if (st >= 400) {
+                tenant_fail("%s: %s %s%s: %d %s", verb, method, t->verifier_base, path, st,
+                            tenant_status_text(reply));
+                json_decref(reply);
+                return 1;
+        }
+        if (show || list)
+                tenant_print_json(reply ? reply : json_null());
+        else
+                tenant_say("%s %s %s on Verifier (%s)", what, name,
+                           strcmp(method, "POST") == 0  ? "added"
+                           : strcmp(method, "PUT") == 0 ? "updated"
+                                                        : "deleted",
+                           t->verifier_base + strlen("https://"));
+        json_decref(reply);
+        return 0;
+}
+
 int tenant_cmd_runtime_policy(struct tenant *t, const char *verb)
 {
         const char *name = t->a.runtime_policy_name;
@@ -405,10 +448,7 @@ int tenant_cmd_runtime_policy(struct tenant *t, const char *verb)
         bool update = strcmp(verb, "updateruntimepolicy") == 0;
         bool show = strcmp(verb, "showruntimepolicy") == 0;
         const char *method = add ? "POST" : update ? "PUT" : show || list ? "GET" : "DELETE";
-        struct vg_error err = { 0 };
-        json_t *body = NULL, *reply = NULL;
-        char path[400];
-        int st;
+        json_t *body = NULL;
 
         if (!list && !name)
                 return cli_usage_error("tenant", "--runtime-policy-name is required for %s", verb);
@@ -425,32 +465,8 @@ int tenant_cmd_runtime_policy(struct tenant *t, const char *verb)
                     json_pack("{s:s, s:s, s:s}", "tpm_policy", t->tpm_policy, "runtime_policy",
                               t->runtime_policy_b64, "runtime_policy_key", t->runtime_policy_key);
         }
-        if (list)
-                snprintf(path, sizeof(path), "/v%s/allowlists/", tenant_verifier_api(t));
-        else
-                snprintf(path, sizeof(path), "/v%s/allowlists/%s", tenant_verifier_api(t), name);
-        st = tenant_request(t, t->tls, method, t->verifier_base, path, body, &reply, &err);
-        json_decref(body);
-        if (st < 0)
-                return tenant_fail("%s: %s", verb, vg_error_str(&err));
-        if (show || list)
-                tenant_say("%s command response: %d.", show ? "Show allowlist" : "list", st);
-        if (st >= 400) {
-                tenant_fail("%s: %s %s%s: %d %s", verb, method, t->verifier_base, path, st,
-                            tenant_status_text(reply));
-                json_decref(reply);
-                return 1;
-        }
-        if (show || list)
-                tenant_print_json(reply ? reply : json_null());
-        else
-                tenant_say("runtime policy %s %s on Verifier (%s)", name,
-                           add      ? "added"
-                           : update ? "updated"
-                                    : "deleted",
-                           t->verifier_base + strlen("https://"));
-        json_decref(reply);
-        return 0;
+        return named_policy_request(t, verb, method, "allowlists", name, body, "Show allowlist",
+                                    "runtime policy");
 }
 
 /* ---- named measured boot policies (keylime_tenant -c addmbpolicy ...) ------------------------ */
@@ -464,9 +480,7 @@ int tenant_cmd_mb_policy(struct tenant *t, const char *verb)
         bool show = strcmp(verb, "showmbpolicy") == 0;
         const char *method = add ? "POST" : update ? "PUT" : show || list ? "GET" : "DELETE";
         struct vg_error err = { 0 };
-        json_t *body = NULL, *reply = NULL;
-        char path[400];
-        int st;
+        json_t *body = NULL;
 
         if (!list && !name)
                 return cli_usage_error("tenant", "--mb-policy-name is required for %s", verb);
@@ -484,30 +498,6 @@ int tenant_cmd_mb_policy(struct tenant *t, const char *verb)
                 /* keylime_tenant sends the refstate as a JSON string. */
                 body = json_pack("{s:s}", "mb_policy", t->mb_policy);
         }
-        if (list)
-                snprintf(path, sizeof(path), "/v%s/mbpolicies/", tenant_verifier_api(t));
-        else
-                snprintf(path, sizeof(path), "/v%s/mbpolicies/%s", tenant_verifier_api(t), name);
-        st = tenant_request(t, t->tls, method, t->verifier_base, path, body, &reply, &err);
-        json_decref(body);
-        if (st < 0)
-                return tenant_fail("%s: %s", verb, vg_error_str(&err));
-        if (show || list)
-                tenant_say("%s command response: %d.", show ? "Show mb_policy" : "list", st);
-        if (st >= 400) {
-                tenant_fail("%s: %s %s%s: %d %s", verb, method, t->verifier_base, path, st,
-                            tenant_status_text(reply));
-                json_decref(reply);
-                return 1;
-        }
-        if (show || list)
-                tenant_print_json(reply ? reply : json_null());
-        else
-                tenant_say("measured boot policy %s %s on Verifier (%s)", name,
-                           add      ? "added"
-                           : update ? "updated"
-                                    : "deleted",
-                           t->verifier_base + strlen("https://"));
-        json_decref(reply);
-        return 0;
+        return named_policy_request(t, verb, method, "mbpolicies", name, body, "Show mb_policy",
+                                    "measured boot policy");
 }
